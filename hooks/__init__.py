@@ -1,0 +1,1 @@
+"""git hooks and pre-commit integration (issue 5)."""

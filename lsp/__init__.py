@@ -1,0 +1,1 @@
+"""The Splice language server (issue 4)."""

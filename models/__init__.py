@@ -1,0 +1,1 @@
+"""Neural models of Splice (the merge-pattern classifier; issue 3)."""

@@ -1,0 +1,1 @@
+"""The resolver pipeline: line merge, markers, tokens, token merge, patterns, policy."""

@@ -96,28 +96,25 @@ def _replace(lines: list[str], start: int, length: int, new: tuple[str, ...]) ->
     return "".join(lines[:start]) + "".join(new) + "".join(lines[start + length :])
 
 
-def resolve_hunks(
+def decide(
+    reports: list[HunkReport],
+    resolver: Resolver,
     base: str,
     ours: str,
     theirs: str,
-    resolver: Resolver | None,
     *,
     lang: str | None,
-    path: str | None = None,
     min_confidence: float | None = None,
-) -> tuple[list, list[HunkReport]]:
-    """Find the diff3 hunks and decide, for each, whether the resolver's answer is applied.
+) -> None:
+    """Ask ``resolver`` about each hunk and record whether its answer is applied.
 
     An answer is applied when the resolver chose one, its confidence reaches ``min_confidence``
     (when given), and putting it into ``ours`` adds no parse error that none of the inputs had.
     """
     from splice.resolver.syntax import SyntaxGuard
 
-    b, o, t = split_lines(base), split_lines(ours), split_lines(theirs)
-    chunks, reports = find_hunks(b, o, t, lang, path)
-    if resolver is None or not reports:
-        return chunks, reports
     guard = SyntaxGuard(base, ours, theirs, lang)
+    ours_lines = split_lines(ours)
     for report in reports:
         resolution = resolver.resolve(report.hunk)
         report.resolution = resolution
@@ -128,11 +125,28 @@ def resolve_hunks(
             report.rejected = f"confidence {chosen.confidence:.2f} below {min_confidence:.2f}"
             continue
         n = len(report.hunk.conflict.ours)
-        candidate = _replace(o, report.ours_start, n, chosen.lines)
+        candidate = _replace(ours_lines, report.ours_start, n, chosen.lines)
         if guard.adds_error(candidate):
             report.rejected = "adds a parse error"
             continue
         report.applied = chosen.lines
+
+
+def resolve_hunks(
+    base: str,
+    ours: str,
+    theirs: str,
+    resolver: Resolver | None,
+    *,
+    lang: str | None,
+    path: str | None = None,
+    min_confidence: float | None = None,
+) -> tuple[list, list[HunkReport]]:
+    """Find the diff3 hunks of a file and :func:`decide` each with ``resolver``."""
+    b, o, t = split_lines(base), split_lines(ours), split_lines(theirs)
+    chunks, reports = find_hunks(b, o, t, lang, path)
+    if resolver is not None and reports:
+        decide(reports, resolver, base, ours, theirs, lang=lang, min_confidence=min_confidence)
     return chunks, reports
 
 

@@ -1,0 +1,280 @@
+"""``splice eval``: measure resolvers on real merge conflicts with known human resolutions.
+
+The unit is a line-level conflict hunk as ``git merge-file --diff3`` reports it. The human
+resolution of a hunk is located in the committed file by aligning the merge's stable lines with
+it (see :func:`locate_resolutions`); hunks that cannot be located are counted, never dropped
+silently. A resolution is correct when it equals the human one ignoring all whitespace.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from splice.resolver.chunks import Stable, split_lines
+
+#: Bump when the meaning of a field of the JSON report changes.
+SCHEMA_VERSION = 1
+
+
+def normalize(text: str) -> str:
+    """The comparison key: the text with every whitespace character removed."""
+    return "".join(text.split())
+
+
+def locate_resolutions(chunks: Sequence, merged: Sequence[str]) -> list[tuple[str, ...] | None]:
+    """The human resolution of each conflict chunk, as lines of ``merged`` (None: not located).
+
+    Method: the merge's stable lines (with one unique placeholder per conflict) are aligned with
+    the committed file by a longest-matching-blocks diff. A conflict's resolution is what the
+    committed file holds between the stable line just before the conflict and the stable line
+    just after it (the file's start or end at the edges); both of those lines must be aligned
+    with the committed file, else the hunk is reported as not located.
+    """
+    skeleton: list[object] = []
+    # For each conflict: index in skeleton of the stable line before (or -1) and after.
+    spans: list[tuple[int, int]] = []
+    for chunk in chunks:
+        if isinstance(chunk, Stable):
+            skeleton.extend(chunk.units)
+        else:
+            before = len(skeleton) - 1
+            skeleton.append(object())  # never matches anything
+            spans.append((before, -1))
+    # Fill in "after" indices: the first skeleton index after each placeholder.
+    fixed: list[tuple[int, int]] = []
+    for before, _ in spans:
+        fixed.append((before, before + 2))
+    position = _align(skeleton, list(merged))
+    out: list[tuple[str, ...] | None] = []
+    for before, after in fixed:
+        start = 0 if before < 0 else position.get(before)
+        if start is not None and before >= 0:
+            start += 1
+        if after >= len(skeleton):
+            end: int | None = len(merged)
+        elif isinstance(skeleton[after], str):
+            end = position.get(after)
+        else:  # two conflicts with no stable line between them
+            end = None
+        if start is None or end is None or end < start:
+            out.append(None)
+        else:
+            out.append(tuple(merged[start:end]))
+    return out
+
+
+def _align(a: list[object], b: list[str]) -> dict[int, int]:
+    """Map indices of ``a`` to the indices of ``b`` they are aligned with (matching lines only)."""
+    mapping: dict[int, int] = {}
+    # Common prefix and suffix first: most of a file is untouched and difflib is slow on it.
+    n, m = len(a), len(b)
+    pre = 0
+    while pre < n and pre < m and a[pre] == b[pre]:
+        mapping[pre] = pre
+        pre += 1
+    suf = 0
+    while suf < n - pre and suf < m - pre and a[n - 1 - suf] == b[m - 1 - suf]:
+        mapping[n - 1 - suf] = m - 1 - suf
+        suf += 1
+    mid_a, mid_b = a[pre : n - suf], b[pre : m - suf]
+    if mid_a and mid_b:
+        matcher = difflib.SequenceMatcher(None, mid_a, mid_b, autojunk=False)
+        for block in matcher.get_matching_blocks():
+            for k in range(block.size):
+                mapping[pre + block.a + k] = pre + block.b + k
+    return mapping
+
+
+@dataclass
+class HunkRow:
+    """One located-or-not hunk and what each resolver did with it."""
+
+    lang: str
+    located: bool
+    expressible: bool = False
+    #: resolver name -> (proposed, correct)
+    outcomes: dict[str, tuple[bool, bool]] = field(default_factory=dict)
+
+
+def evaluate_record(record: dict[str, Any], resolver_names: Sequence[str]) -> list[HunkRow]:
+    """Run every resolver on every conflict hunk of one record."""
+    from splice.resolver.patterns import expressible
+    from splice.resolver.pipeline import decide, find_hunks
+    from splice.resolver.resolvers import get_resolver
+
+    lang = record.get("lang") or "unknown"
+    base, ours, theirs = record["base"], record["ours"], record["theirs"]
+    b, o, t = split_lines(base), split_lines(ours), split_lines(theirs)
+    chunks, reports = find_hunks(b, o, t, lang, record.get("path"))
+    truths = locate_resolutions(chunks, split_lines(record["merged"]))
+    rows = []
+    for report, truth in zip(reports, truths, strict=True):
+        row = HunkRow(lang=lang, located=truth is not None)
+        if truth is not None:
+            row.expressible = expressible(report.hunk.conflict, lang, "".join(truth))
+        rows.append(row)
+    for name in resolver_names:
+        resolver = get_resolver(name)
+        decide(reports, resolver, base, ours, theirs, lang=lang)
+        for report, truth, row in zip(reports, truths, rows, strict=True):
+            applied = report.applied
+            proposed = applied is not None
+            correct = (
+                proposed
+                and truth is not None
+                and normalize("".join(applied)) == normalize("".join(truth))
+            )
+            row.outcomes[name] = (proposed, correct)
+            report.applied = None
+            report.rejected = None
+            report.resolution = None
+    return rows
+
+
+def _work(args: tuple[dict[str, Any], Sequence[str]]) -> list[HunkRow]:
+    record, names = args
+    try:
+        return evaluate_record(record, names)
+    except RecursionError:  # pathological input: count nothing rather than crash the run
+        return []
+
+
+def _metrics(rows: list[HunkRow], name: str) -> dict[str, Any]:
+    located = [r for r in rows if r.located]
+    proposed = sum(1 for r in located if r.outcomes[name][0])
+    correct = sum(1 for r in located if r.outcomes[name][1])
+    n = len(located)
+    return {
+        "hunks": n,
+        "proposed": proposed,
+        "correct": correct,
+        "coverage": proposed / n if n else 0.0,
+        "precision": correct / proposed if proposed else 0.0,
+        "accuracy": correct / n if n else 0.0,
+    }
+
+
+def summarize(
+    rows: list[HunkRow], resolver_names: Sequence[str], dataset: str, n_files: int
+) -> dict[str, Any]:
+    """The JSON report (schema in docs/EVALUATION.md)."""
+    by_lang: dict[str, list[HunkRow]] = defaultdict(list)
+    for row in rows:
+        by_lang[row.lang].append(row)
+    located = [r for r in rows if r.located]
+
+    def expressible_share(rs: list[HunkRow]) -> float:
+        loc = [r for r in rs if r.located]
+        return sum(r.expressible for r in loc) / len(loc) if loc else 0.0
+
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "dataset": dataset,
+        "n_files": n_files,
+        "n_hunks": len(rows),
+        "unlocated": len(rows) - len(located),
+        "resolvers": {
+            name: {
+                "overall": _metrics(rows, name),
+                "by_lang": {lang: _metrics(rs, name) for lang, rs in sorted(by_lang.items())},
+            }
+            for name in resolver_names
+        },
+        "expressible": {
+            "overall": expressible_share(rows),
+            "by_lang": {lang: expressible_share(rs) for lang, rs in sorted(by_lang.items())},
+        },
+    }
+
+
+def evaluate(
+    records: Iterable[dict[str, Any]],
+    resolver_names: Sequence[str],
+    *,
+    dataset: str,
+    workers: int = 1,
+    progress: bool = True,
+    total: int | None = None,
+) -> dict[str, Any]:
+    """Evaluate resolvers over records (in ``workers`` processes) and summarize."""
+    rows: list[HunkRow] = []
+    n_files = 0
+    jobs = ((rec, tuple(resolver_names)) for rec in records)
+    bar = None
+    if progress:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        bar = Progress(
+            TextColumn("eval"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[hunks]} hunks"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+        )
+    task = None
+    try:
+        if bar is not None:
+            bar.start()
+            task = bar.add_task("eval", total=total, hunks=0)
+        if workers > 1:
+            import multiprocessing as mp
+
+            with mp.get_context("fork").Pool(workers) as pool:
+                for result in pool.imap_unordered(_work, jobs, chunksize=4):
+                    n_files += 1
+                    rows.extend(result)
+                    if bar is not None:
+                        bar.update(task, advance=1, hunks=len(rows))
+        else:
+            for job in jobs:
+                rows.extend(_work(job))
+                n_files += 1
+                if bar is not None:
+                    bar.update(task, advance=1, hunks=len(rows))
+    finally:
+        if bar is not None:
+            bar.stop()
+    return summarize(rows, resolver_names, dataset, n_files)
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """A Markdown table of the report: per resolver and language."""
+    lines = [
+        f"dataset: {report['dataset']}, files: {report['n_files']}, hunks: {report['n_hunks']}, "
+        f"not located: {report['unlocated']}",
+        "",
+        "| resolver | lang | hunks | coverage | precision | accuracy |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for name, res in report["resolvers"].items():
+        for lang, m in [("all", res["overall"]), *res["by_lang"].items()]:
+            lines.append(
+                f"| {name} | {lang} | {m['hunks']} | {m['coverage']:.1%} | "
+                f"{m['precision']:.1%} | {m['accuracy']:.1%} |"
+            )
+    ex = report["expressible"]
+    lines.append("")
+    lines.append(
+        "expressible by primitive patterns (ceiling for a pattern classifier): "
+        + f"all {ex['overall']:.1%}; "
+        + ", ".join(f"{k} {v:.1%}" for k, v in ex["by_lang"].items())
+    )
+    return "\n".join(lines)
+
+
+def write_json(report: dict[str, Any], path: str | Path) -> None:
+    Path(path).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")

@@ -9,7 +9,6 @@ for the whole hunk) reproduces it. Exact definitions with examples: ``docs/patte
 from __future__ import annotations
 
 import itertools
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -17,8 +16,6 @@ from enum import StrEnum
 from splice.resolver.chunks import Conflict, Stable
 from splice.resolver.seqdiff import matching_pairs
 from splice.resolver.tokenmerge import Tokenizer, merge_hunk
-
-_WS = re.compile(r"\s+")
 
 
 class Pattern(StrEnum):
@@ -72,7 +69,7 @@ def apply(pattern: Pattern, conflict: Conflict) -> tuple[str, ...]:
 
 def squash(text: str) -> str:
     """``text`` with every whitespace character removed (the comparison key of ``label``)."""
-    return _WS.sub("", text)
+    return "".join(text.split())
 
 
 def outputs(conflict: Conflict) -> dict[str, list[Pattern]]:
@@ -111,6 +108,9 @@ class Expressibility:
     @property
     def expressible(self) -> bool:
         return bool(self.token_combos or self.hunk_patterns)
+
+    def __bool__(self) -> bool:
+        return self.expressible
 
 
 def expressible(

@@ -78,7 +78,7 @@ def test_expressible_by_a_token_pattern() -> None:
     assert e.n_token_conflicts == 1
     assert e.token_combos == [(Pattern.THEIRS_OURS_MINUS_BASE,)]
     assert e.hunk_patterns == []
-    assert e.expressible and e.complete
+    assert e.expressible and e.complete and bool(e)
 
 
 def test_expressible_when_the_token_merge_is_clean() -> None:
@@ -105,7 +105,7 @@ def test_whole_side_counts_both_ways() -> None:
 def test_new_tokens_are_not_expressible() -> None:
     hunk = _lines("x = 1\n", "x = 2\n", "x = 3\n")
     e = expressible(hunk, None, "x = 4\n", tokenizer=tok)
-    assert not e.expressible and e.complete
+    assert not e.expressible and e.complete and not bool(e)
 
 
 def test_several_token_conflicts_combine() -> None:

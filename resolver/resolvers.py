@@ -63,8 +63,15 @@ def register(name: str) -> Callable[[Callable[[], Resolver]], Callable[[], Resol
     return deco
 
 
+def _load_builtin() -> None:
+    """Import the modules that register Splice's own resolvers."""
+    import splice.resolver.baselines  # noqa: F401
+    import splice.resolver.policy  # noqa: F401
+
+
 def get_resolver(name: str) -> Resolver:
     """Build the resolver registered as ``name``."""
+    _load_builtin()
     if name not in _REGISTRY:
         known = ", ".join(sorted(_REGISTRY)) or "none"
         raise KeyError(f"unknown resolver {name!r} (known: {known})")
@@ -72,4 +79,5 @@ def get_resolver(name: str) -> Resolver:
 
 
 def resolver_names() -> list[str]:
+    _load_builtin()
     return sorted(_REGISTRY)

@@ -109,11 +109,13 @@ def decide(
     """Ask ``resolver`` about each hunk and record whether its answer is applied.
 
     An answer is applied when the resolver chose one, its confidence reaches ``min_confidence``
-    (when given), and putting it into ``ours`` adds no parse error that none of the inputs had.
+    (when given), and putting it into ``ours`` adds a parse error neither to ``ours`` nor beyond
+    the cleanest of the three inputs (the tree-sitter check; languages without a grammar skip it).
     """
-    from splice.resolver.syntax import SyntaxGuard
+    from splice.resolver.syntax import SyntaxCheck, error_count
 
-    guard = SyntaxGuard(base, ours, theirs, lang)
+    check = SyntaxCheck(base, ours, theirs, lang)
+    ours_errors: int | None = None
     ours_lines = split_lines(ours)
     for report in reports:
         resolution = resolver.resolve(report.hunk)
@@ -126,9 +128,12 @@ def decide(
             continue
         n = len(report.hunk.conflict.ours)
         candidate = _replace(ours_lines, report.ours_start, n, chosen.lines)
-        if guard.adds_error(candidate):
-            report.rejected = "adds a parse error"
-            continue
+        if check.adds_parse_error(candidate):
+            if ours_errors is None:
+                ours_errors = error_count(ours, check.lang) if check.lang else 0
+            if error_count(candidate, check.lang) > ours_errors:
+                report.rejected = "adds a parse error"
+                continue
         report.applied = chosen.lines
 
 
@@ -206,5 +211,6 @@ def merge_file(
         style=style,
         marker_size=marker_size,
         labels=(labels.ours, labels.base, labels.theirs),
+        base_lines=split_lines(base),
     )
     return MergeOutcome(text=text, hunks=reports, conflicts_left=left)

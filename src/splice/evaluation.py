@@ -117,7 +117,7 @@ def evaluate_record(record: dict[str, Any], resolver_names: Sequence[str]) -> li
     for report, truth in zip(reports, truths, strict=True):
         row = HunkRow(lang=lang, located=truth is not None)
         if truth is not None:
-            row.expressible = expressible(report.hunk.conflict, lang, "".join(truth))
+            row.expressible = bool(expressible(report.hunk.conflict, lang, "".join(truth)))
         rows.append(row)
     for name in resolver_names:
         resolver = get_resolver(name)

@@ -12,6 +12,7 @@ import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import lru_cache
 
 from splice.resolver.chunks import Conflict, Stable
 from splice.resolver.seqdiff import matching_pairs
@@ -40,7 +41,12 @@ def minus_base(side: Sequence[str], base: Sequence[str]) -> tuple[str, ...]:
     (a longest common subsequence): only its inserted and replacing units remain. A unit equal to
     some base unit but not aligned with it (e.g. a second copy) is kept.
     """
-    matched = {j for _, j in matching_pairs(tuple(base), tuple(side))}
+    return _minus_base(tuple(side), tuple(base))
+
+
+@lru_cache(maxsize=256)
+def _minus_base(side: tuple[str, ...], base: tuple[str, ...]) -> tuple[str, ...]:
+    matched = {j for _, j in matching_pairs(base, side)}
     return tuple(u for j, u in enumerate(side) if j not in matched)
 
 

@@ -21,7 +21,7 @@ from collections import Counter
 from pathlib import Path
 
 from splice.resolver.chunks import Chunk, Conflict, split_lines
-from splice.resolver.patterns import expressible
+from splice.resolver.patterns import Pattern, expressible
 from splice.resolver.syntax import SyntaxCheck
 from splice.resolver.tokenmerge import Tokenizer, merge_hunk, render
 
@@ -88,7 +88,8 @@ def main() -> None:
     k1_labels: Counter[str] = Counter()
     k1_located = k1_labelled = 0
     syntax_checked = syntax_rejected = 0
-    merge_seconds = 0.0
+    merge_seconds = slowest = 0.0
+    k1_primary: Counter[str] = Counter()
 
     records = iter_records(
         args.data, langs=args.lang, limit=args.limit, per_repo_limit=args.per_repo
@@ -103,7 +104,9 @@ def main() -> None:
             hunks += 1
             t = time.perf_counter()
             tchunks = merge_hunk(conflict, lang, tokenizer)
-            merge_seconds += time.perf_counter() - t
+            took = time.perf_counter() - t
+            merge_seconds += took
+            slowest = max(slowest, took)
             toks = [c for c in tchunks if isinstance(c, Conflict)]
             k_hist[len(toks)] += 1
             if truth is None:
@@ -124,6 +127,7 @@ def main() -> None:
                     k1_labelled += 1
                     for p in set(fits):
                         k1_labels[p.value] += 1
+                    k1_primary[min(fits, key=list(Pattern).index).value] += 1
         if not args.no_syntax and lang:
             check = SyntaxCheck(rec["base"], rec["ours"], rec["theirs"], lang)
             if check.lang is not None:
@@ -150,12 +154,16 @@ def main() -> None:
     print("  patterns that fit (a hunk counts once for every pattern that fits):")
     for name, n in k1_labels.most_common():
         print(f"  {name}: {pct(n, k1_labelled)}")
+    print("  first fitting pattern in enum order (one per hunk):")
+    for name, n in k1_primary.most_common():
+        print(f"  {name}: {pct(n, k1_labelled)}")
     if syntax_checked:
         print(
             f"human merged file flagged as adding a parse error: "
             f"{pct(syntax_rejected, syntax_checked)}"
         )
-    print(f"token-merge time: {merge_seconds:.2f} s; total {time.perf_counter() - t0:.1f} s")
+    total = time.perf_counter() - t0
+    print(f"token-merge time: {merge_seconds:.2f} s (max {slowest:.3f} s); total {total:.1f} s")
 
 
 if __name__ == "__main__":

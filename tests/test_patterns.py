@@ -2,18 +2,9 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
 from splice.resolver.chunks import Conflict, split_lines
 from splice.resolver.patterns import Pattern, apply, expressible, label, minus_base, squash
-
-_TOKEN = re.compile(r"\w+|\s|[^\w\s]")
-
-
-def tok(text: str, lang: str | None = None) -> list[str]:
-    return _TOKEN.findall(text)
-
 
 # The token conflict of base "foo(a)", ours "foo(a, b)", theirs "foo(c)" (see docs/patterns.md).
 C = Conflict(base=("a",), ours=("a", ",", " ", "b"), theirs=("c",))
@@ -74,7 +65,7 @@ def _lines(o: str, a: str, b: str) -> Conflict:
 
 def test_expressible_by_a_token_pattern() -> None:
     hunk = _lines("foo(a)\n", "foo(a, b)\n", "foo(c)\n")
-    e = expressible(hunk, "python", "foo(c, b)\n", tokenizer=tok)
+    e = expressible(hunk, "python", "foo(c, b)\n")
     assert e.n_token_conflicts == 1
     assert e.token_combos == [(Pattern.THEIRS_OURS_MINUS_BASE,)]
     assert e.hunk_patterns == []
@@ -83,13 +74,13 @@ def test_expressible_by_a_token_pattern() -> None:
 
 def test_expressible_when_the_token_merge_is_clean() -> None:
     hunk = _lines("f(a, b)\n", "f(x, b)\n", "f(a, y)\n")
-    e = expressible(hunk, None, "f(x,y)", tokenizer=tok)
+    e = expressible(hunk, None, "f(x,y)")
     assert (e.n_token_conflicts, e.token_combos) == (0, [()])
 
 
 def test_expressible_at_hunk_level_only() -> None:
     hunk = _lines("x = 1\n", "x = 2\n", "x = 3\n")
-    e = expressible(hunk, None, "x = 2\nx = 3\n", tokenizer=tok)
+    e = expressible(hunk, None, "x = 2\nx = 3\n")
     assert e.token_combos == []
     assert Pattern.OURS_THEIRS in e.hunk_patterns
     assert e.expressible
@@ -97,20 +88,20 @@ def test_expressible_at_hunk_level_only() -> None:
 
 def test_whole_side_counts_both_ways() -> None:
     hunk = _lines("x = 1\n", "x = 2\n", "x = 3\n")
-    e = expressible(hunk, None, "x = 2\n", tokenizer=tok)
+    e = expressible(hunk, None, "x = 2\n")
     assert e.hunk_patterns == [Pattern.OURS, Pattern.OURS_MINUS_BASE]
     assert (Pattern.OURS,) in e.token_combos
 
 
 def test_new_tokens_are_not_expressible() -> None:
     hunk = _lines("x = 1\n", "x = 2\n", "x = 3\n")
-    e = expressible(hunk, None, "x = 4\n", tokenizer=tok)
+    e = expressible(hunk, None, "x = 4\n")
     assert not e.expressible and e.complete and not bool(e)
 
 
 def test_several_token_conflicts_combine() -> None:
     hunk = _lines("f(a); g(b)\n", "f(A); g(B)\n", "f(1); g(2)\n")
-    e = expressible(hunk, None, "f(A); g(2)\n", tokenizer=tok)
+    e = expressible(hunk, None, "f(A); g(2)\n")
     assert e.n_token_conflicts == 2
     ours = (Pattern.OURS, Pattern.OURS_MINUS_BASE)
     theirs = (Pattern.THEIRS, Pattern.THEIRS_MINUS_BASE)
@@ -119,7 +110,7 @@ def test_several_token_conflicts_combine() -> None:
 
 def test_search_cap() -> None:
     hunk = _lines("f(a); g(b)\n", "f(A); g(B)\n", "f(1); g(2)\n")
-    e = expressible(hunk, None, "f(A); g(2)\n", tokenizer=tok, max_conflicts=1)
+    e = expressible(hunk, None, "f(A); g(2)\n", max_conflicts=1)
     assert not e.complete and e.token_combos == []
-    e = expressible(hunk, None, "f(A); g(2)\n", tokenizer=tok, max_combos=1)
+    e = expressible(hunk, None, "f(A); g(2)\n", max_combos=1)
     assert e.token_combos == [(Pattern.OURS, Pattern.THEIRS)] and not e.complete

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import re
-
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from splice.resolver.chunks import Conflict, Stable, has_conflicts, split_lines
 from splice.resolver.seqdiff import matching_blocks, matching_pairs, opcodes
+from splice.resolver.tokenize import tokenize
 from splice.resolver.tokenmerge import merge_hunk, merge_tokens, render
-
-_TOKEN = re.compile(r"\w+|\s|[^\w\s]")
 
 
 def tok(text: str, lang: str | None = None) -> list[str]:
-    """A simple lossless tokenizer for the tests: words, single whitespace chars, punctuation."""
-    return _TOKEN.findall(text)
+    """The project tokenizer (lossless; whitespace runs are tokens)."""
+    return tokenize(text, lang)
 
 
 def merged_text(o: str, a: str, b: str) -> list:
@@ -200,23 +197,20 @@ def _line_conflict(o: str, a: str, b: str) -> Conflict:
 
 def test_merge_hunk_resolves_a_same_line_conflict() -> None:
     c = _line_conflict("x = f(a, b)\n", "x = f(a2, b)\n", "y = f(a, b3)\n")
-    chunks = merge_hunk(c, "python", tok)
+    chunks = merge_hunk(c, "python")
     assert not has_conflicts(chunks)
     assert render(chunks) == "y = f(a2, b3)\n"
 
 
 def test_merge_hunk_leaves_a_token_conflict() -> None:
     c = _line_conflict("x = f(a)\n", "x = f(b)\n", "x = f(c)\n")
-    chunks = merge_hunk(c, None, tok)
+    chunks = merge_hunk(c, None)
     assert [type(k) for k in chunks] == [Stable, Conflict, Stable]
     assert render(chunks, [("c",)]) == "x = f(c)\n"
     assert render(chunks, [("b",)]) == "x = f(b)\n"
 
 
-def test_merge_hunk_with_the_real_tokenizer() -> None:
-    import pytest
-
-    tokenize = pytest.importorskip("splice.resolver.tokenize").tokenize
+def test_merge_hunk_with_a_given_tokenizer() -> None:
     c = _line_conflict("x = f(a, b)  # note\n", "x = f(a2, b)  # note\n", "x = f(a, b3)  # note\n")
     chunks = merge_hunk(c, "python", tokenize)
     assert render(chunks) == "x = f(a2, b3)  # note\n"

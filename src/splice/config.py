@@ -1,0 +1,79 @@
+"""Settings the git integration reads: Splice's defaults and the user's git configuration.
+
+Everything here is cheap to import (the driver's start-up path): git is asked through one
+``git config`` or ``git check-attr`` process, and the resolver pipeline is imported only on demand.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from splice.resolver.resolvers import Resolver
+
+#: The resolver the driver, the mergetool and ``splice resolve`` use unless told otherwise.
+DEFAULT_RESOLVER = "token-merge"
+#: Seconds the driver gives the resolver before falling back to git's own merge.
+DEFAULT_TIMEOUT = 10.0
+#: Bytes above which (for any of the three inputs) the driver leaves the merge to git.
+DEFAULT_MAX_SIZE = 2 * 1024 * 1024
+DEFAULT_MARKER_SIZE = 7
+#: Values of ``merge.conflictStyle`` that git knows.
+STYLES = ("merge", "diff3", "zdiff3")
+#: The name of the merge driver and of the mergetool in git's configuration.
+TOOL_NAME = "splice"
+#: Modules whose import registers resolvers (a missing one is skipped).
+REGISTERING_MODULES = ("splice.resolver.baselines", "splice.resolver.policy")
+
+
+def git_config_get(key: str, *, cwd: str | None = None, scope: str | None = None) -> str | None:
+    """The value of ``key`` in git's configuration (``scope`` e.g. "--global"), or None."""
+    cmd = ["git", "config"]
+    if scope:
+        cmd.append(scope)
+    cmd += ["--get", key]
+    try:
+        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
+    except OSError:
+        return None
+    if proc.returncode != 0:
+        return None
+    return proc.stdout.rstrip("\n")
+
+
+def conflict_style(cwd: str | None = None) -> str:
+    """``merge.conflictStyle`` as git run in ``cwd`` sees it ("merge" when unset or unknown)."""
+    value = (git_config_get("merge.conflictStyle", cwd=cwd) or "merge").lower()
+    return value if value in STYLES else "merge"
+
+
+def marker_size_for(path: str, cwd: str | None = None) -> int:
+    """The ``conflict-marker-size`` attribute of ``path`` (7 when unset or invalid)."""
+    try:
+        proc = subprocess.run(
+            ["git", "check-attr", "conflict-marker-size", "--", path],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    except OSError:
+        return DEFAULT_MARKER_SIZE
+    value = proc.stdout.rsplit(":", 1)[-1].strip() if proc.returncode == 0 else ""
+    return int(value) if value.isdigit() and int(value) > 0 else DEFAULT_MARKER_SIZE
+
+
+def load_resolver(name: str) -> Resolver:
+    """Build the resolver registered as ``name`` (importing the modules that register them)."""
+    import importlib
+
+    from splice.resolver.resolvers import get_resolver
+
+    for module in REGISTERING_MODULES:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+    return get_resolver(name)

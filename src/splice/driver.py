@@ -1,0 +1,270 @@
+"""The git merge driver: merge three files the way git would, then resolve what Splice is sure of.
+
+Contract (``merge.splice.driver = splice driver %O %A %B %L %P``): the result goes into %A only;
+exit 0 when it is clean, 1 when conflict markers remain. Work is never lost: ``git merge-file -p``
+(same style, marker size and labels) runs first; a clean merge is written as is, and on any
+error, a time-out, text that is not UTF-8 or an input over the size limit its output is what
+%A receives. Binary input (a NUL byte) leaves %A untouched, as git does. Where the resolver
+applies nothing, %A gets git's output byte for byte.
+
+``SPLICE_DRIVER_FAULT`` is for tests only: ``crash`` raises inside the resolver step and ``slow``
+makes it sleep past the time-out, so the fallbacks can be checked in real merges.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+
+from splice.config import (
+    DEFAULT_MARKER_SIZE,
+    DEFAULT_MAX_SIZE,
+    DEFAULT_RESOLVER,
+    DEFAULT_TIMEOUT,
+    conflict_style,
+)
+
+#: Test-only fault injection (see the module docstring).
+FAULT_ENV = "SPLICE_DRIVER_FAULT"
+#: Seconds after the time-out at which a watchdog thread writes the fallback and exits, in case
+#: the main thread is stuck where SIGALRM cannot interrupt it.
+WATCHDOG_GRACE = 5.0
+
+
+@dataclass(frozen=True)
+class MergeRequest:
+    """Three files to merge and how; ``style`` None means the repository's conflict style."""
+
+    base: str
+    ours: str
+    theirs: str
+    path: str | None = None
+    marker_size: int = DEFAULT_MARKER_SIZE
+    style: str | None = None
+    #: Labels for ours, base and theirs; None means "ours", "base", "theirs".
+    labels: tuple[str | None, str | None, str | None] = (None, None, None)
+    resolver: str = DEFAULT_RESOLVER
+    timeout: float = DEFAULT_TIMEOUT
+    min_confidence: float | None = None
+    max_size: int = DEFAULT_MAX_SIZE
+
+
+@dataclass
+class MergeResult:
+    """What to write (None: leave the output file untouched), the exit status and why."""
+
+    data: bytes | None
+    exit_code: int
+    message: str
+    conflicts: int = 0
+    resolved: int = 0
+
+
+class DriverTimeout(Exception):
+    """The resolver ran past the driver's time limit."""
+
+
+def effective_labels(req: MergeRequest) -> tuple[str, str, str]:
+    """Labels for ours, base and theirs (git < 2.44 passes %S/%X/%Y through as literal text)."""
+    defaults = ("ours", "base", "theirs")
+    out = []
+    for label, default in zip(req.labels, defaults, strict=True):
+        if not label or label in ("%S", "%X", "%Y"):
+            label = default
+        out.append(label)
+    return out[0], out[1], out[2]
+
+
+def git_merge_file(req: MergeRequest, style: str | None) -> tuple[int, bytes] | None:
+    """``git merge-file -p`` on the request's files: (number of conflicts, output), None on error.
+
+    ``style`` None leaves the conflict style to git's configuration, as git itself would.
+    """
+    ours_l, base_l, theirs_l = effective_labels(req)
+    cmd = ["git"]
+    if style:
+        cmd += ["-c", f"merge.conflictStyle={style}"]
+    cmd += ["merge-file", "-p", f"--marker-size={req.marker_size}"]
+    cmd += ["-L", ours_l, "-L", base_l, "-L", theirs_l, req.ours, req.base, req.theirs]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, check=False)
+    except OSError:
+        return None
+    if proc.returncode < 0 or proc.returncode > 127:
+        return None
+    return proc.returncode, proc.stdout
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read()
+
+
+def _maybe_fault(timeout: float) -> None:
+    fault = os.environ.get(FAULT_ENV)
+    if fault == "crash":
+        raise RuntimeError(f"fault injected by {FAULT_ENV}")
+    if fault == "slow":
+        import time
+
+        time.sleep(timeout + 3600)
+
+
+def _resolve(req: MergeRequest, texts: tuple[str, str, str], style: str):
+    """Run the pipeline (imported here, so clean merges never load it)."""
+    from splice.config import load_resolver
+    from splice.resolver.pipeline import Labels, merge_file
+
+    _maybe_fault(req.timeout)
+    resolver = load_resolver(req.resolver)
+    ours_l, base_l, theirs_l = effective_labels(req)
+    base, ours, theirs = texts
+    return merge_file(
+        base,
+        ours,
+        theirs,
+        resolver,
+        path=req.path,
+        style=style,
+        marker_size=req.marker_size,
+        labels=Labels(ours=ours_l, base=base_l, theirs=theirs_l),
+        min_confidence=req.min_confidence,
+    )
+
+
+class _Alarm:
+    """Raise DriverTimeout in the main thread after ``seconds`` (no-op off the main thread)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.active = seconds > 0 and threading.current_thread() is threading.main_thread()
+        self.previous = None
+
+    def _fire(self, signum, frame) -> None:
+        raise DriverTimeout
+
+    def __enter__(self) -> _Alarm:
+        if self.active:
+            self.previous = signal.signal(signal.SIGALRM, self._fire)
+            signal.setitimer(signal.ITIMER_REAL, self.seconds)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.active:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, self.previous or signal.SIG_DFL)
+
+
+def merge(req: MergeRequest, on_fallback=None) -> MergeResult:
+    """Merge the request's files and say what to write; never raises for bad input.
+
+    ``on_fallback`` is called with git's result once it is known (the watchdog's safety net).
+    """
+    try:
+        ours_b = _read(req.ours)
+    except OSError as exc:
+        return MergeResult(None, 129, f"cannot read ours ({exc.strerror})")
+    try:
+        base_b, theirs_b = _read(req.base), _read(req.theirs)
+    except OSError as exc:
+        return MergeResult(None, 1, f"cannot read an input ({exc.strerror}), kept ours")
+    inputs = (base_b, ours_b, theirs_b)
+    if any(b"\0" in data for data in inputs):
+        return MergeResult(None, 1, "binary file, kept ours")
+
+    git = git_merge_file(req, req.style)
+    if git is None:
+        return MergeResult(None, 1, "git merge-file failed, kept ours")
+    git_conflicts, git_out = git
+    if git_conflicts == 0:
+        return MergeResult(git_out, 0, "merged cleanly")
+
+    def fallback(why: str) -> MergeResult:
+        n = git_conflicts
+        return MergeResult(git_out, 1, f"{why}; {n} conflict{'s' * (n != 1)} left", conflicts=n)
+
+    if on_fallback is not None:
+        on_fallback(git_out)
+    if any(len(data) > req.max_size for data in inputs):
+        return fallback(f"over {req.max_size} bytes, left to git")
+    try:
+        texts = (base_b.decode("utf-8"), ours_b.decode("utf-8"), theirs_b.decode("utf-8"))
+    except UnicodeDecodeError:
+        return fallback("not UTF-8 text, left to git")
+    try:
+        with _Alarm(req.timeout):
+            style = req.style or conflict_style()
+            outcome = _resolve(req, texts, style)
+    except DriverTimeout:
+        return fallback(f"timed out after {req.timeout:g} s, left to git")
+    except Exception as exc:  # never lose work: any failure falls back to git's merge
+        return fallback(f"internal error ({type(exc).__name__}: {exc}), left to git")
+
+    total = len(outcome.hunks)
+    resolved = outcome.resolved
+    summary = f"{resolved} of {total} conflict{'s' * (total != 1)} resolved"
+    if resolved == 0:
+        return MergeResult(git_out, 1, summary, conflicts=git_conflicts)
+    data = outcome.text.encode("utf-8")
+    code = 0 if outcome.clean else 1
+    return MergeResult(data, code, summary, conflicts=outcome.conflicts_left, resolved=resolved)
+
+
+def write_atomic(path: str, data: bytes) -> None:
+    """Replace ``path``'s content with ``data`` (through a temporary file, keeping its mode)."""
+    tmp = f"{path}.splice-tmp"
+    try:
+        mode = os.stat(path).st_mode & 0o7777
+    except OSError:
+        mode = None
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+    if mode is not None:
+        os.chmod(tmp, mode)
+    os.replace(tmp, path)
+
+
+def run(req: MergeRequest, output: str, *, name: str | None = None) -> int:
+    """Merge, write the result to ``output`` (unless it must stay untouched), report on stderr.
+
+    Returns the exit status (0 clean, 1 conflicts left, 129 when nothing sensible was written).
+    """
+    lock = threading.Lock()
+    done = threading.Event()
+    watchdog: threading.Timer | None = None
+
+    def arm(fallback: bytes) -> None:
+        nonlocal watchdog
+
+        def bail() -> None:
+            with lock:
+                if done.is_set():
+                    return
+                write_atomic(output, fallback)
+                print(f"splice: {label}: stuck, left to git", file=sys.stderr, flush=True)
+                os._exit(1)
+
+        watchdog = threading.Timer(req.timeout + WATCHDOG_GRACE, bail)
+        watchdog.daemon = True
+        watchdog.start()
+
+    label = name or req.path or output
+    try:
+        result = merge(req, on_fallback=arm if req.timeout > 0 else None)
+    finally:
+        if watchdog is not None:
+            watchdog.cancel()
+    with lock:
+        done.set()
+        if result.data is not None:
+            try:
+                write_atomic(output, result.data)
+            except OSError as exc:
+                print(f"splice: {label}: cannot write ({exc.strerror})", file=sys.stderr)
+                return 1
+    print(f"splice: {label}: {result.message}", file=sys.stderr)
+    return result.exit_code

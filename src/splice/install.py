@@ -1,0 +1,237 @@
+"""``splice install`` / ``splice uninstall``: register the merge driver and mergetool with git.
+
+Install writes, in the repository's configuration (or the user's with ``--global``):
+``merge.splice.name``, ``merge.splice.driver``, ``mergetool.splice.cmd`` and
+``mergetool.splice.trustExitCode``, and a marked block of ``*.EXT merge=splice`` lines in the
+repository's ``.gitattributes`` (or, with ``--global``, the file ``core.attributesFile`` names,
+``~/.config/git/attributes`` by default, which it then sets). What it changed is recorded under
+``splice.installed.*`` so that uninstall removes exactly that and nothing else. Both are idempotent.
+
+git passes the labels %S/%X/%Y to drivers only from 2.44 on (older versions pass the literal
+text), so the ``-s %S -x %X -y %Y`` options are written only for git >= 2.44.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from splice.config import TOOL_NAME
+
+BEGIN = f"# {TOOL_NAME}: begin (added by `splice install`, removed by `splice uninstall`)"
+END = f"# {TOOL_NAME}: end"
+RECORD = f"{TOOL_NAME}.installed"
+MERGETOOL_CMD = 'splice mergetool "$BASE" "$LOCAL" "$REMOTE" "$MERGED"'
+
+
+class InstallError(Exception):
+    """Bad input or a git failure, reported to the user as is."""
+
+
+def _git(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(["git", *args], capture_output=True, text=True, check=False)
+    if check and proc.returncode != 0:
+        raise InstallError(proc.stderr.strip() or f"git {' '.join(args)} failed")
+    return proc
+
+
+def git_version() -> tuple[int, int]:
+    """git's (major, minor) version."""
+    out = _git("version").stdout
+    match = re.search(r"(\d+)\.(\d+)", out)
+    return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
+
+
+def driver_command(version: tuple[int, int] | None = None) -> str:
+    """The ``merge.splice.driver`` value for this git (labels only where git passes them)."""
+    cmd = "splice driver %O %A %B %L %P"
+    if (version or git_version()) >= (2, 44):
+        cmd += " -s %S -x %X -y %Y"
+    return cmd
+
+
+def wanted_config() -> dict[str, str]:
+    return {
+        f"merge.{TOOL_NAME}.name": "Splice merge-conflict resolver",
+        f"merge.{TOOL_NAME}.driver": driver_command(),
+        f"mergetool.{TOOL_NAME}.cmd": MERGETOOL_CMD,
+        f"mergetool.{TOOL_NAME}.trustExitCode": "true",
+    }
+
+
+def extensions_for(languages: str | None) -> list[str]:
+    """File extensions (".py") for a comma-separated list of language names or extensions."""
+    from splice.resolver.languages import EXTENSIONS, GRAMMAR_LANGUAGES
+
+    if not languages:
+        wanted = list(GRAMMAR_LANGUAGES)
+    else:
+        wanted = [w.strip().lower().lstrip(".") for w in languages.split(",") if w.strip()]
+    out: list[str] = []
+    for word in wanted:
+        exts = [ext for ext, lang in EXTENSIONS.items() if lang == word]
+        if not exts and f".{word}" in EXTENSIONS:
+            exts = [f".{word}"]
+        if not exts:
+            known = ", ".join(sorted(set(EXTENSIONS.values())))
+            raise InstallError(f"unknown language or extension {word!r} (known: {known})")
+        out += [e for e in exts if e not in out]
+    return out
+
+
+def attributes_block(extensions: list[str]) -> list[str]:
+    return [BEGIN, *(f"*{ext} merge={TOOL_NAME}" for ext in extensions), END]
+
+
+def _split_block(lines: list[str]) -> tuple[list[str], list[str] | None, list[str]]:
+    """Lines before the managed block, the block (None when absent), lines after it."""
+    bare = [line.rstrip("\r\n") for line in lines]
+    if BEGIN not in bare:
+        return lines, None, []
+    start = bare.index(BEGIN)
+    end = bare.index(END, start) if END in bare[start:] else len(lines) - 1
+    return lines[:start], lines[start : end + 1], lines[end + 1 :]
+
+
+def _read_lines(path: Path) -> list[str]:
+    """The file's lines with their endings ([] when it does not exist)."""
+    if not path.exists():
+        return []
+    return path.read_bytes().decode("utf-8").splitlines(keepends=True)
+
+
+def _write_lines(path: Path, lines: list[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes("".join(lines).encode("utf-8"))
+
+
+class _Setup:
+    """Where this install lives: config scope and attributes file."""
+
+    def __init__(self, global_: bool) -> None:
+        self.scope = "--global" if global_ else "--local"
+        self.global_ = global_
+        if not global_:
+            proc = _git("rev-parse", "--show-toplevel", check=False)
+            if proc.returncode != 0:
+                raise InstallError("not in a git repository (use --global to install for the user)")
+            self.top = Path(proc.stdout.strip())
+
+    def get(self, key: str) -> str | None:
+        proc = _git("config", self.scope, "--get", key, check=False)
+        return proc.stdout.rstrip("\n") if proc.returncode == 0 else None
+
+    def get_all(self, key: str) -> list[str]:
+        proc = _git("config", self.scope, "--get-all", key, check=False)
+        return proc.stdout.splitlines() if proc.returncode == 0 else []
+
+    def set(self, key: str, value: str) -> None:
+        _git("config", self.scope, key, value)
+
+    def add(self, key: str, value: str) -> None:
+        _git("config", self.scope, "--add", key, value)
+
+    def unset(self, key: str) -> None:
+        _git("config", self.scope, "--unset-all", key, check=False)
+
+    def attributes_path(self) -> tuple[Path, bool]:
+        """The attributes file and whether core.attributesFile must be set to name it."""
+        if not self.global_:
+            return self.top / ".gitattributes", False
+        configured = self.get("core.attributesFile")
+        if configured:
+            return Path(os.path.expanduser(configured)), False
+        xdg = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
+        return Path(xdg) / "git" / "attributes", True
+
+
+def install(*, global_: bool = False, languages: str | None = None) -> int:
+    """Install; prints each change (or that there was none). Returns the exit status."""
+    try:
+        setup = _Setup(global_)
+        extensions = extensions_for(languages)
+        changes: list[str] = []
+        recorded = setup.get_all(f"{RECORD}.key")
+        for key, value in wanted_config().items():
+            if setup.get(key) == value:
+                continue
+            setup.set(key, value)
+            if key not in recorded:
+                setup.add(f"{RECORD}.key", key)
+            changes.append(f"set {key} = {value}")
+
+        path, set_core = setup.attributes_path()
+        if set_core:
+            setup.set("core.attributesFile", str(path))
+            setup.set(f"{RECORD}.attributesFile", str(path))
+            changes.append(f"set core.attributesFile = {path}")
+        existed = path.exists()
+        before, block, after = _split_block(_read_lines(path))
+        eol = "\r\n" if before and before[0].endswith("\r\n") else "\n"
+        wanted = [line + eol for line in attributes_block(extensions)]
+        if block != wanted:
+            if block is None and before and not before[-1].endswith("\n"):
+                before = [*before[:-1], before[-1] + eol]
+            _write_lines(path, before + wanted + after)
+            if not existed:
+                setup.set(f"{RECORD}.createdAttributesFile", "true")
+            verb = "updated" if block is not None else "added"
+            patterns = " ".join(f"*{e}" for e in extensions)
+            changes.append(f"{verb} {path}: {patterns} merge={TOOL_NAME}")
+    except (InstallError, OSError) as exc:
+        print(f"splice: error: {exc}", file=sys.stderr)
+        return 2
+    where = "user-wide" if global_ else "in this repository"
+    if not changes:
+        print(f"splice is already installed {where}; nothing changed")
+    for line in changes:
+        print(line)
+    return 0
+
+
+def uninstall(*, global_: bool = False) -> int:
+    """Remove what install recorded; prints each change (or that there was none)."""
+    try:
+        setup = _Setup(global_)
+        changes: list[str] = []
+        wanted = wanted_config()
+        for key in setup.get_all(f"{RECORD}.key"):
+            if key in wanted and setup.get(key) == wanted[key]:
+                setup.unset(key)
+                changes.append(f"unset {key}")
+        for section in (f"merge.{TOOL_NAME}", f"mergetool.{TOOL_NAME}"):
+            pattern = f"^{re.escape(section)}\\."
+            if _git("config", setup.scope, "--get-regexp", pattern, check=False).returncode == 1:
+                _git("config", setup.scope, "--remove-section", section, check=False)
+        path, _ = setup.attributes_path()
+        set_core = setup.get(f"{RECORD}.attributesFile")
+        if set_core and not global_:
+            set_core = None
+        created = setup.get(f"{RECORD}.createdAttributesFile") == "true"
+        if set_core:
+            path = Path(set_core)
+        before, block, after = _split_block(_read_lines(path))
+        if block is not None:
+            rest = before + after
+            if created and not any(line.strip() for line in rest):
+                path.unlink()
+                changes.append(f"removed {path}")
+            else:
+                _write_lines(path, rest)
+                changes.append(f"removed the {TOOL_NAME} block from {path}")
+        if set_core and setup.get("core.attributesFile") == set_core:
+            setup.unset("core.attributesFile")
+            changes.append("unset core.attributesFile")
+        _git("config", setup.scope, "--remove-section", RECORD, check=False)
+    except (InstallError, OSError) as exc:
+        print(f"splice: error: {exc}", file=sys.stderr)
+        return 2
+    if not changes:
+        where = "user-wide" if global_ else "in this repository"
+        print(f"splice is not installed {where}; nothing changed")
+    for line in changes:
+        print(line)
+    return 0

@@ -1,0 +1,278 @@
+"""``splice resolve``: resolve the conflict markers already in files (after an ordinary merge).
+
+Each conflict with a base section (diff3 or zdiff3 markers) goes to the resolver as a hunk, with
+the lines around it as context; an answer is applied when its confidence reaches
+``--min-confidence`` and it adds no parse error that none of the three file versions had.
+
+A conflict in merge style (no base section) has no base in the file. When the file is unmerged in
+its repository, git's index still holds the three versions: they are merged again and a conflict
+with the very same ours and theirs lines lends its base, so the conflict is resolved as above.
+Otherwise only the one resolution that is safe without a base is applied: both sides are the
+same text up to trailing whitespace and line endings (ours is kept). Rules such as "one side's
+lines all appear, in order, in the other's" are not used: without the base they cannot tell an
+addition on one side from a deletion on the other, and would bring deleted lines back.
+
+Text outside the resolved conflicts is kept byte for byte.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from splice.config import DEFAULT_RESOLVER
+
+if TYPE_CHECKING:
+    from splice.resolver.markers import ParsedConflict
+    from splice.resolver.resolvers import Resolver
+
+#: Lines of context given to the resolver on each side of a conflict (as the pipeline does).
+CONTEXT_LINES = 64
+
+
+@dataclass
+class FileOutcome:
+    """The text after resolving, and how many of the file's conflicts were resolved."""
+
+    text: str
+    total: int = 0
+    resolved: int = 0
+
+    @property
+    def clean(self) -> bool:
+        return self.resolved == self.total
+
+
+def same_up_to_whitespace(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+    """Equal line by line once trailing whitespace and line endings are ignored."""
+    return len(a) == len(b) and all(x.rstrip() == y.rstrip() for x, y in zip(a, b, strict=True))
+
+
+def _lines(text: str) -> list[str]:
+    from splice.resolver.chunks import split_lines
+
+    return split_lines(text)
+
+
+def _adds_parse_error(candidate: str, base: str, ours: str, theirs: str, lang: str | None) -> bool:
+    """The syntax check of the pipeline (whichever name the syntax module gives it)."""
+    from splice.resolver import syntax
+
+    check = getattr(syntax, "adds_parse_error", None)
+    if check is not None:
+        return check(candidate, base, ours, theirs, lang)
+    return syntax.SyntaxGuard(base, ours, theirs, lang).adds_error(candidate)
+
+
+def index_bases(
+    conflicts: list[ParsedConflict], stages: tuple[str, str, str]
+) -> dict[int, tuple[str, ...]]:
+    """Bases of merge-style conflicts, found by merging the index's three versions again.
+
+    ``stages`` are the base, ours and theirs texts (stages 1, 2, 3); a conflict gets the base of
+    the re-merged conflict with exactly its ours and theirs lines.
+    """
+    from splice.resolver.chunks import Conflict
+    from splice.resolver.linemerge import merge_lines
+
+    base, ours, theirs = (_lines(t) for t in stages)
+    found: dict[tuple[tuple[str, ...], tuple[str, ...]], tuple[str, ...]] = {}
+    for style in ("merge", "diff3"):
+        for chunk in merge_lines(base, ours, theirs, style=style):
+            if isinstance(chunk, Conflict):
+                found.setdefault((chunk.ours, chunk.theirs), chunk.base)
+    return {
+        i: found[(c.ours, c.theirs)]
+        for i, c in enumerate(conflicts)
+        if c.base is None and (c.ours, c.theirs) in found
+    }
+
+
+def resolve_text(
+    text: str,
+    resolver: Resolver | None,
+    *,
+    path: str | None = None,
+    lang: str | None = None,
+    min_confidence: float | None = None,
+    stages: tuple[str, str, str] | None = None,
+) -> FileOutcome:
+    """Resolve what can be resolved among the conflicts marked in ``text``."""
+    from splice.resolver.chunks import Conflict
+    from splice.resolver.languages import language_for_path
+    from splice.resolver.markers import parse
+    from splice.resolver.resolvers import Hunk
+
+    if lang is None:
+        lang = language_for_path(path)
+    parsed = parse(text)
+    conflicts = parsed.conflicts
+    if not conflicts:
+        return FileOutcome(text)
+    bases = index_bases(conflicts, stages) if stages else {}
+
+    # The file seen from each side: every conflict replaced by that side (base: ours if unknown).
+    views: dict[str, list[str]] = {"ours": [], "theirs": [], "base": []}
+    spans: list[tuple[int, int]] = []  # each conflict's lines in the ours view
+    k = 0
+    for piece in parsed.pieces:
+        if isinstance(piece, str):
+            for view in views.values():
+                view.extend(_lines(piece))
+            continue
+        start = len(views["ours"])
+        views["ours"].extend(piece.ours)
+        views["theirs"].extend(piece.theirs)
+        base = piece.base if piece.base is not None else bases.get(k, piece.ours)
+        views["base"].extend(base)
+        spans.append((start, len(views["ours"])))
+        k += 1
+    ours_view = views["ours"]
+    full = {name: "".join(view) for name, view in views.items()}
+
+    applied: dict[int, tuple[str, ...]] = {}
+    for i, c in enumerate(conflicts):
+        base = c.base if c.base is not None else bases.get(i)
+        if base is None:
+            if same_up_to_whitespace(c.ours, c.theirs):
+                applied[i] = c.ours
+            continue
+        if resolver is None:
+            continue
+        start, end = spans[i]
+        hunk = Hunk(
+            conflict=Conflict(tuple(base), c.ours, c.theirs),
+            lang=lang,
+            before=tuple(ours_view[max(0, start - CONTEXT_LINES) : start]),
+            after=tuple(ours_view[end : end + CONTEXT_LINES]),
+            path=path,
+        )
+        chosen = resolver.resolve(hunk).chosen
+        if chosen is None:
+            continue
+        if min_confidence is not None and chosen.confidence < min_confidence:
+            continue
+        candidate = "".join(ours_view[:start]) + "".join(chosen.lines) + "".join(ours_view[end:])
+        if _adds_parse_error(candidate, full["base"], full["ours"], full["theirs"], lang):
+            continue
+        applied[i] = tuple(chosen.lines)
+
+    out: list[str] = []
+    k = 0
+    for piece in parsed.pieces:
+        if isinstance(piece, str):
+            out.append(piece)
+            continue
+        out.append("".join(applied[k]) if k in applied else piece.text())
+        k += 1
+    return FileOutcome("".join(out), total=len(conflicts), resolved=len(applied))
+
+
+def _git(args: list[str], cwd: str | None = None) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, check=False)
+
+
+def index_stages(path: str) -> tuple[str, str, str] | None:
+    """The base, ours and theirs versions of an unmerged ``path`` from git's index, if any."""
+    folder, name = os.path.split(os.path.abspath(path))
+    texts = []
+    for stage in (1, 2, 3):
+        proc = _git(["show", f":{stage}:./{name}"], cwd=folder)
+        if proc.returncode != 0:
+            return None
+        try:
+            texts.append(proc.stdout.decode("utf-8"))
+        except UnicodeDecodeError:
+            return None
+    return texts[0], texts[1], texts[2]
+
+
+def unmerged_paths() -> list[str] | None:
+    """The unmerged files of the current repository (None outside a repository)."""
+    top = _git(["rev-parse", "--show-toplevel"])
+    if top.returncode != 0:
+        return None
+    root = top.stdout.decode().strip()
+    proc = _git(["diff", "--name-only", "--diff-filter=U", "-z"])
+    names = [n for n in proc.stdout.decode("utf-8", "surrogateescape").split("\0") if n]
+    return [os.path.relpath(os.path.join(root, n)) for n in dict.fromkeys(names)]
+
+
+def run_resolve(
+    paths: list[str],
+    *,
+    dry_run: bool = False,
+    backup: bool = True,
+    resolver: str = DEFAULT_RESOLVER,
+    min_confidence: float | None = None,
+) -> int:
+    """Resolve ``paths`` (default: the unmerged files); exit 0 all resolved, 1 not, 2 bad input."""
+    if not paths:
+        found = unmerged_paths()
+        if found is None:
+            print("splice: error: no PATH given and not in a git repository", file=sys.stderr)
+            return 2
+        if not found:
+            print("splice: no unmerged files", file=sys.stderr)
+            return 0
+        paths = found
+    missing = [p for p in paths if not os.path.isfile(p)]
+    if missing:
+        for p in missing:
+            print(f"splice: error: {p}: no such file", file=sys.stderr)
+        return 2
+
+    from splice.config import load_resolver
+
+    try:
+        engine = load_resolver(resolver)
+    except KeyError as exc:
+        print(f"splice: error: {exc.args[0]}", file=sys.stderr)
+        return 2
+
+    status = 0
+    for path in paths:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            print(f"splice: {path}: not UTF-8 text, skipped", file=sys.stderr)
+            status = 1
+            continue
+        outcome = resolve_text(
+            text, engine, path=path, min_confidence=min_confidence, stages=index_stages(path)
+        )
+        if outcome.total == 0:
+            print(f"splice: {path}: no conflict markers", file=sys.stderr)
+            continue
+        n = outcome.total
+        print(
+            f"splice: {path}: {outcome.resolved} of {n} conflict{'s' * (n != 1)} resolved",
+            file=sys.stderr,
+        )
+        if not outcome.clean:
+            status = 1
+        if outcome.resolved == 0:
+            continue
+        if dry_run:
+            diff = difflib.unified_diff(
+                _lines(text),
+                _lines(outcome.text),
+                fromfile=f"a/{path}",
+                tofile=f"b/{path}",
+            )
+            for line in diff:
+                sys.stdout.write(line if line.endswith("\n") else line + "\n")
+            continue
+        if backup:
+            with open(f"{path}.orig", "wb") as fh:
+                fh.write(raw)
+        from splice.driver import write_atomic
+
+        write_atomic(path, outcome.text.encode("utf-8"))
+    return status

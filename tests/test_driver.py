@@ -1,0 +1,198 @@
+"""The merge driver in real ``git merge`` runs: results, exit statuses and every fallback."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import GitRepo, git_merge_file
+
+from splice.driver import MergeRequest, merge
+
+# An unresolvable conflict: both sides change the same token differently.
+BASE = "a = 0\nkeep = 1\n"
+OURS = "a = 1\nkeep = 1\n"
+THEIRS = "a = 2\nkeep = 1\n"
+
+
+def _has_resolver(name: str) -> bool:
+    from splice.config import load_resolver
+
+    try:
+        load_resolver(name)
+    except Exception:
+        return False
+    return True
+
+
+def _expect_git(repo: GitRepo, name: str, base, ours, theirs, **kw) -> bytes:
+    enc = [x.encode() if isinstance(x, str) else x for x in (base, ours, theirs)]
+    return git_merge_file(*enc, repo.path.parent / "expected", **kw)[1]
+
+
+def test_clean_merge_is_written_and_exits_0(git_repo: GitRepo) -> None:
+    git_repo.use_driver()
+    base = "one\ntwo\nthree\nfour\nfive\n"
+    git_repo.conflict_branches(
+        {"f.py": (base, base.replace("one", "ONE"), base.replace("five", "FIVE"))}
+    )
+    proc = git_repo.merge()
+    assert proc.returncode == 0, proc.stderr
+    assert git_repo.read("f.py") == b"ONE\ntwo\nthree\nfour\nFIVE\n"
+    assert "splice: f.py: merged cleanly" in proc.stderr
+
+
+def test_unresolved_conflict_equals_git_merge_file(git_repo: GitRepo) -> None:
+    git_repo.use_driver()
+    git_repo.conflict_branches({"f.py": (BASE, OURS, THEIRS)})
+    proc = git_repo.merge()
+    assert proc.returncode == 1
+    assert "CONFLICT (content)" in proc.stdout
+    assert git_repo.read("f.py") == _expect_git(git_repo, "f.py", BASE, OURS, THEIRS)
+    assert "splice: f.py:" in proc.stderr
+
+
+def test_resolved_conflict_exits_0(git_repo: GitRepo) -> None:
+    if not _has_resolver("theirs"):
+        pytest.skip("no 'theirs' resolver registered")
+    git_repo.use_driver("--resolver theirs")
+    git_repo.conflict_branches({"f.py": (BASE, OURS, THEIRS)})
+    proc = git_repo.merge()
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert git_repo.read("f.py") == THEIRS.encode()
+    assert "splice: f.py: 1 of 1 conflict resolved" in proc.stderr
+
+
+def test_token_merge_end_to_end(git_repo: GitRepo) -> None:
+    if not _has_resolver("token-merge"):
+        pytest.skip("token-merge resolver not registered yet")
+    git_repo.use_driver()
+    line = "    return call({}, 1, 2, 3, {})\n"
+    base = "def f():\n" + line.format("alpha", "beta")
+    ours = "def f():\n" + line.format("alpha2", "beta")
+    theirs = "def f():\n" + line.format("alpha", "beta2")
+    git_repo.conflict_branches({"f.py": (base, ours, theirs)})
+    proc = git_repo.merge()
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert git_repo.read("f.py") == ("def f():\n" + line.format("alpha2", "beta2")).encode()
+    assert "splice: f.py: 1 of 1 conflict resolved" in proc.stderr
+
+
+@pytest.mark.parametrize("style", ["merge", "diff3", "zdiff3"])
+def test_style_and_marker_size_from_repository(git_repo: GitRepo, style: str) -> None:
+    git_repo.use_driver()
+    git_repo.git("config", "merge.conflictStyle", style)
+    attrs = git_repo.path / ".git" / "info" / "attributes"
+    attrs.write_text("* merge=splice conflict-marker-size=11\n")
+    base = "head\nx = 0\ny = 0\ntail\n"
+    ours = "head\nx = 1\ny = 0\nz = 1\ntail\n"
+    theirs = "head\nx = 2\ny = 0\nz = 1\ntail\n"
+    git_repo.conflict_branches({"f.py": (base, ours, theirs)})
+    assert git_repo.merge().returncode == 1
+    expected = _expect_git(git_repo, "f.py", base, ours, theirs, style=style, marker_size=11)
+    assert b"<" * 11 + b" ours" in expected
+    assert git_repo.read("f.py") == expected
+
+
+# Inputs that must survive byte for byte wherever nothing is resolved.
+BYTES_CASES = {
+    "crlf": (b"a = 0\r\nb = 0\r\n", b"a = 1\r\nb = 0\r\n", b"a = 2\r\nb = 0\r\n"),
+    "mixed": (b"a = 0\r\nb = 0\nc\r\n", b"a = 1\r\nb = 0\nc\r\n", b"a = 2\r\nb = 0\nc\r\n"),
+    "bom": (b"\xef\xbb\xbfa = 0\nb\n", b"\xef\xbb\xbfa = 1\nb\n", b"\xef\xbb\xbfa = 2\nb\n"),
+    "no-final-newline": (b"x\na = 0", b"x\na = 1", b"x\na = 2"),
+    "marker-like": (
+        b"<<<<<<< not a conflict\n=======\na = 0\n>>>>>>> x\n",
+        b"<<<<<<< not a conflict\n=======\na = 1\n>>>>>>> x\n",
+        b"<<<<<<< not a conflict\n=======\na = 2\n>>>>>>> x\n",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BYTES_CASES))
+@pytest.mark.parametrize("style", ["merge", "diff3"])
+def test_bytes_preserved_like_git(git_repo: GitRepo, case: str, style: str) -> None:
+    git_repo.use_driver()
+    git_repo.git("config", "merge.conflictStyle", style)
+    git_repo.git("config", "core.autocrlf", "false")
+    base, ours, theirs = BYTES_CASES[case]
+    git_repo.conflict_branches({"f.txt": (base, ours, theirs)})
+    assert git_repo.merge().returncode == 1
+    assert git_repo.read("f.txt") == _expect_git(git_repo, "f.txt", base, ours, theirs, style=style)
+
+
+@pytest.mark.parametrize(
+    ("fault", "options", "why"),
+    [
+        ("crash", "", "internal error (RuntimeError"),
+        ("slow", "--timeout 0.5", "timed out after 0.5 s"),
+    ],
+)
+def test_crash_and_timeout_fall_back_to_git(
+    git_repo: GitRepo, monkeypatch: pytest.MonkeyPatch, fault: str, options: str, why: str
+) -> None:
+    monkeypatch.setenv("SPLICE_DRIVER_FAULT", fault)
+    git_repo.use_driver(options)
+    git_repo.conflict_branches({"f.py": (BASE, OURS, THEIRS)})
+    proc = git_repo.merge()
+    assert proc.returncode == 1
+    assert git_repo.read("f.py") == _expect_git(git_repo, "f.py", BASE, OURS, THEIRS)
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("splice:")]
+    assert len(lines) == 1 and why in lines[0], proc.stderr
+
+
+def test_binary_input_leaves_ours_untouched(git_repo: GitRepo) -> None:
+    git_repo.use_driver()
+    base, ours, theirs = b"a\0base\n", b"a\0ours\n", b"a\0theirs\n"
+    git_repo.conflict_branches({"blob.bin": (base, ours, theirs)})
+    proc = git_repo.merge()
+    assert proc.returncode == 1
+    assert git_repo.read("blob.bin") == ours
+    assert "splice: blob.bin: binary file, kept ours" in proc.stderr
+
+
+def test_not_utf8_falls_back_to_git(git_repo: GitRepo) -> None:
+    git_repo.use_driver()
+    base, ours, theirs = b"caf\xe9 = 0\n", b"caf\xe9 = 1\n", b"caf\xe9 = 2\n"
+    git_repo.conflict_branches({"f.py": (base, ours, theirs)})
+    proc = git_repo.merge()
+    assert proc.returncode == 1
+    assert git_repo.read("f.py") == _expect_git(git_repo, "f.py", base, ours, theirs)
+    assert "not UTF-8 text, left to git" in proc.stderr
+
+
+def test_over_size_limit_falls_back_to_git(git_repo: GitRepo) -> None:
+    if not _has_resolver("theirs"):
+        pytest.skip("no 'theirs' resolver registered")
+    git_repo.use_driver("--resolver theirs --max-size 10")
+    git_repo.conflict_branches({"f.py": (BASE, OURS, THEIRS)})
+    proc = git_repo.merge()
+    assert proc.returncode == 1
+    assert git_repo.read("f.py") == _expect_git(git_repo, "f.py", BASE, OURS, THEIRS)
+    assert "over 10 bytes, left to git" in proc.stderr
+
+
+def test_git_merge_file_failure_leaves_ours(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import splice.driver as driver
+
+    for name, text in (("o", BASE), ("a", OURS), ("b", THEIRS)):
+        (tmp_path / name).write_text(text)
+    monkeypatch.setattr(driver, "git_merge_file", lambda req, style: None)
+    req = MergeRequest(str(tmp_path / "o"), str(tmp_path / "a"), str(tmp_path / "b"), "f.py")
+    code = driver.run(req, str(tmp_path / "a"))
+    assert code == 1
+    assert (tmp_path / "a").read_text() == OURS
+
+
+def test_unreadable_ours_is_a_merge_failure(tmp_path) -> None:
+    (tmp_path / "o").write_text(BASE)
+    (tmp_path / "b").write_text(THEIRS)
+    req = MergeRequest(str(tmp_path / "o"), str(tmp_path / "missing"), str(tmp_path / "b"))
+    result = merge(req)
+    assert result.data is None and result.exit_code > 128
+
+
+def test_literal_label_placeholders_are_ignored(tmp_path) -> None:
+    from splice.driver import effective_labels
+
+    req = MergeRequest("o", "a", "b", labels=("%X", "%S", "%Y"))
+    assert effective_labels(req) == ("ours", "base", "theirs")
+    req = MergeRequest("o", "a", "b", labels=("HEAD", "merged common ancestors", "topic"))
+    assert effective_labels(req) == ("HEAD", "merged common ancestors", "topic")

@@ -23,7 +23,7 @@ from collections.abc import Hashable, Sequence
 from typing import Literal, NamedTuple
 
 #: Default bound on the edit distance searched by Myers before falling back to anchors.
-MAX_COST = 1500
+MAX_COST = 1000
 
 Tag = Literal["equal", "replace", "delete", "insert"]
 

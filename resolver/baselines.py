@@ -9,6 +9,8 @@ from splice.resolver.resolvers import Hunk, Resolution, Suggestion, register
 class TakeSide:
     """Always answer with one side of the hunk (confidence 1; a baseline, not a policy)."""
 
+    checks_syntax = False
+
     def __init__(self, side: str) -> None:
         self.side = side
         self.name = side
@@ -23,6 +25,7 @@ class NaiveTokenMerge:
     """Answer whenever the token-level merge of the hunk leaves no conflicting token."""
 
     name = "token-merge-naive"
+    checks_syntax = False
 
     def resolve(self, hunk: Hunk) -> Resolution:
         from splice.resolver.tokenmerge import merge_hunk

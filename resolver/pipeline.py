@@ -32,7 +32,7 @@ class HunkReport:
 
     index: int
     hunk: Hunk
-    #: 0-based line where the hunk starts in ``ours``, and its length there.
+    #: 0-based line where the hunk starts in the merge with every conflict taking ``ours``.
     ours_start: int
     resolution: Resolution | None = None
     #: The lines applied to the file, or None when the hunk kept its markers.
@@ -97,6 +97,7 @@ def _replace(lines: list[str], start: int, length: int, new: tuple[str, ...]) ->
 
 
 def decide(
+    chunks: list,
     reports: list[HunkReport],
     resolver: Resolver,
     base: str,
@@ -109,14 +110,17 @@ def decide(
     """Ask ``resolver`` about each hunk and record whether its answer is applied.
 
     An answer is applied when the resolver chose one, its confidence reaches ``min_confidence``
-    (when given), and putting it into ``ours`` adds a parse error neither to ``ours`` nor beyond
-    the cleanest of the three inputs (the tree-sitter check; languages without a grammar skip it).
+    (when given), and it passes the syntax check: the merge with this hunk resolved (and every
+    other conflict taking ours) may not have more tree-sitter parse errors than both the same
+    merge taking ours here and the cleanest of the three inputs. Languages without a grammar
+    skip the check, and so do resolvers whose ``checks_syntax`` is False (the baselines).
     """
     from splice.resolver.syntax import SyntaxCheck, error_count
 
     check = SyntaxCheck(base, ours, theirs, lang)
+    checks_syntax = getattr(resolver, "checks_syntax", True) and check.lang is not None
+    with_ours = _substitute(chunks, [], "ours")
     ours_errors: int | None = None
-    ours_lines = split_lines(ours)
     for report in reports:
         resolution = resolver.resolve(report.hunk)
         report.resolution = resolution
@@ -126,14 +130,15 @@ def decide(
         if min_confidence is not None and chosen.confidence < min_confidence:
             report.rejected = f"confidence {chosen.confidence:.2f} below {min_confidence:.2f}"
             continue
-        n = len(report.hunk.conflict.ours)
-        candidate = _replace(ours_lines, report.ours_start, n, chosen.lines)
-        if check.adds_parse_error(candidate):
-            if ours_errors is None:
-                ours_errors = error_count(ours, check.lang) if check.lang else 0
-            if error_count(candidate, check.lang) > ours_errors:
-                report.rejected = "adds a parse error"
-                continue
+        if checks_syntax:
+            n = len(report.hunk.conflict.ours)
+            candidate = _replace(with_ours, report.ours_start, n, chosen.lines)
+            if check.adds_parse_error(candidate):
+                if ours_errors is None:
+                    ours_errors = error_count("".join(with_ours), check.lang)
+                if error_count(candidate, check.lang) > ours_errors:
+                    report.rejected = "adds a parse error"
+                    continue
         report.applied = chosen.lines
 
 
@@ -151,7 +156,9 @@ def resolve_hunks(
     b, o, t = split_lines(base), split_lines(ours), split_lines(theirs)
     chunks, reports = find_hunks(b, o, t, lang, path)
     if resolver is not None and reports:
-        decide(reports, resolver, base, ours, theirs, lang=lang, min_confidence=min_confidence)
+        decide(
+            chunks, reports, resolver, base, ours, theirs, lang=lang, min_confidence=min_confidence
+        )
     return chunks, reports
 
 
@@ -163,8 +170,8 @@ def _substitute(chunks: list, reports: list[HunkReport], side: str) -> list[str]
         if isinstance(chunk, Stable):
             out.extend(chunk.units)
             continue
-        report = next(it)
-        if report.applied is not None:
+        report = next(it, None)
+        if report is not None and report.applied is not None:
             out.extend(report.applied)
         else:
             out.extend(getattr(chunk, side))

@@ -121,7 +121,7 @@ def evaluate_record(record: dict[str, Any], resolver_names: Sequence[str]) -> li
         rows.append(row)
     for name in resolver_names:
         resolver = get_resolver(name)
-        decide(reports, resolver, base, ours, theirs, lang=lang)
+        decide(chunks, reports, resolver, base, ours, theirs, lang=lang)
         for report, truth, row in zip(reports, truths, rows, strict=True):
             applied = report.applied
             proposed = applied is not None

@@ -30,8 +30,8 @@ from splice.resolver.resolvers import Hunk, Resolution, Suggestion, register
 class Rules:
     """Thresholds of the policy (tuned on training repositories; see docs/EVALUATION.md)."""
 
-    min_gap: int = 4
-    max_side_tokens: int = 40
+    min_gap: int = 2
+    max_side_tokens: int = 16
     #: Measured precision of each shape, used as the answer's confidence.
     subsumed_confidence: float = 0.94
     combined_confidence: float = 0.72
@@ -71,14 +71,14 @@ def _edits(base: Sequence[str], side: Sequence[str]) -> list[tuple[int, int, int
 def edit_shape(conflict: Conflict, lang: str | None) -> EditShape | None:
     """The shape of the token-level merge of a hunk, or None when tokens still conflict."""
     from splice.resolver.tokenize import tokenize
-    from splice.resolver.tokenmerge import merge_tokens
+    from splice.resolver.tokenmerge import merge_hunk
 
+    chunks = merge_hunk(conflict, lang)
+    if any(isinstance(c, Conflict) for c in chunks):
+        return None
     base = tokenize(join(conflict.base), lang)
     ours = tokenize(join(conflict.ours), lang)
     theirs = tokenize(join(conflict.theirs), lang)
-    chunks = merge_tokens(base, ours, theirs)
-    if any(isinstance(c, Conflict) for c in chunks):
-        return None
     merged = "".join(u for c in chunks for u in c.units)
     key = _squash(merged)
     kind = (

@@ -24,6 +24,7 @@ whole edit of each side (e.g. both appending ``", x"`` vs ``", y"`` keeps ``", "
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 
 from splice.resolver.chunks import Chunk, Conflict, Stable, join
 from splice.resolver.seqdiff import matching_pairs
@@ -85,11 +86,26 @@ def merge_hunk(
     conflict, the units of a resolution gives the text of the resolved hunk.
     """
     if tokenizer is None:
-        from splice.resolver.tokenize import tokenize as tokenizer
+        return list(_merge_hunk_cached(conflict, lang))
     return merge_tokens(
         tokenizer(join(conflict.base), lang),
         tokenizer(join(conflict.ours), lang),
         tokenizer(join(conflict.theirs), lang),
+    )
+
+
+@lru_cache(maxsize=64)
+def _merge_hunk_cached(conflict: Conflict, lang: str | None) -> tuple[Chunk, ...]:
+    """The default-tokenizer merge of a hunk, cached: the policy, the baselines and the
+    expressibility search all ask for the same hunks in turn."""
+    from splice.resolver.tokenize import tokenize
+
+    return tuple(
+        merge_tokens(
+            tokenize(join(conflict.base), lang),
+            tokenize(join(conflict.ours), lang),
+            tokenize(join(conflict.theirs), lang),
+        )
     )
 
 

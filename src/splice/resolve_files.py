@@ -211,6 +211,7 @@ def run_resolve(
     min_confidence: float | None = None,
 ) -> int:
     """Resolve ``paths`` (default: the unmerged files); exit 0 all resolved, 1 not, 2 bad input."""
+    status = 0
     if not paths:
         found = unmerged_paths()
         if found is None:
@@ -219,7 +220,12 @@ def run_resolve(
         if not found:
             print("splice: no unmerged files", file=sys.stderr)
             return 0
-        paths = found
+        paths = [p for p in found if os.path.isfile(p)]
+        for p in found:
+            if p not in paths:  # e.g. deleted on one side: nothing to resolve in the file
+                print(f"splice: {p}: unmerged but not in the work tree, skipped", file=sys.stderr)
+        if len(paths) < len(found):
+            status = 1
     missing = [p for p in paths if not os.path.isfile(p)]
     if missing:
         for p in missing:
@@ -234,7 +240,6 @@ def run_resolve(
         print(f"splice: error: {exc.args[0]}", file=sys.stderr)
         return 2
 
-    status = 0
     for path in paths:
         with open(path, "rb") as fh:
             raw = fh.read()

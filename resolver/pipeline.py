@@ -18,6 +18,10 @@ from splice.resolver.resolvers import Hunk, Resolution, Resolver
 #: Lines of stable context given to a resolver on each side of a hunk.
 CONTEXT_LINES = 64
 
+#: Answers below this confidence are not applied unless a caller asks for a lower threshold
+#: (``--min-confidence``; 0 applies every answer).
+DEFAULT_MIN_CONFIDENCE = 0.85
+
 
 @dataclass(frozen=True)
 class Labels:
@@ -110,10 +114,11 @@ def decide(
     """Ask ``resolver`` about each hunk and record whether its answer is applied.
 
     An answer is applied when the resolver chose one, its confidence reaches ``min_confidence``
-    (when given), and it passes the syntax check: the merge with this hunk resolved (and every
-    other conflict taking ours) may not have more tree-sitter parse errors than both the same
-    merge taking ours here and the cleanest of the three inputs. Languages without a grammar
-    skip the check, and so do resolvers whose ``checks_syntax`` is False (the baselines).
+    (None: :data:`DEFAULT_MIN_CONFIDENCE`), and it passes the syntax check: the merge with this
+    hunk resolved (and every other conflict taking ours) may not have more tree-sitter parse
+    errors than both the same merge taking ours here and the cleanest of the three inputs.
+    Languages without a grammar skip the check, and so do resolvers whose ``checks_syntax`` is
+    False (the baselines).
     """
     from splice.resolver.syntax import SyntaxCheck, error_count
 
@@ -121,13 +126,15 @@ def decide(
     checks_syntax = getattr(resolver, "checks_syntax", True) and check.lang is not None
     with_ours = _substitute(chunks, [], "ours")
     ours_errors: int | None = None
+    if min_confidence is None:
+        min_confidence = DEFAULT_MIN_CONFIDENCE
     for report in reports:
         resolution = resolver.resolve(report.hunk)
         report.resolution = resolution
         chosen = resolution.chosen
         if chosen is None:
             continue
-        if min_confidence is not None and chosen.confidence < min_confidence:
+        if chosen.confidence < min_confidence:
             report.rejected = f"confidence {chosen.confidence:.2f} below {min_confidence:.2f}"
             continue
         if checks_syntax:

@@ -1,20 +1,18 @@
 """The model-free resolution policy: a token-level merge, applied only where it is trustworthy.
 
 Naive token merging (answer whenever the token-level three-way merge of a hunk leaves no
-conflicting token) answers about a third of the hunks, but only about two thirds of those answers
-match what developers committed. Measured on the training repositories of the shared data set
-(``scripts/tune_policy.py``), two shapes of clean token merge are trustworthy:
+conflicting token) answers 30-40% of the hunks, but only about half of those answers match what
+developers committed: a clean token merge that *combines* both sides' edits is right only 45-60%
+of the time, whatever the distance between the edits or their size (``scripts/tune_policy.py``
+on the training repositories, confirmed on the validation ones). What is trustworthy is the
+**subsumed** shape: the merged text equals one side ignoring whitespace, because the other side
+only changed whitespace or made a subset of the same edits (87-96% precise).
 
-1. **subsumed**: the merged text equals one side ignoring whitespace, i.e. the other side only
-   changed whitespace or made a subset of the same changes (about 94% precise);
-2. **distant same-line edits**: a real combination of both sides, where every edit of each side
-   lies on the same line as the other side's nearest edit, at least :attr:`Rules.min_gap`
-   significant (non-whitespace) base tokens away from it, and no side changes more than
-   :attr:`Rules.max_side_tokens` significant tokens (about 70% precise on its own).
-
-Everything else abstains. Edits that overlap (both sides changed the same tokens, identically) are
-never a "combination" here unless the result equals one side. The pipeline's syntax check then
-rejects any answer that adds a parse error. Confidence = the measured precision of the shape.
+So every clean token merge is answered with a confidence equal to the precision its shape had on
+the training repositories (:class:`Rules`); the pipeline applies answers at or above the
+threshold (default :data:`splice.resolver.pipeline.DEFAULT_MIN_CONFIDENCE`, 0.85), which keeps the
+subsumed shapes and leaves combinations as suggestions. The pipeline's syntax check then rejects
+any answer that adds a parse error.
 """
 
 from __future__ import annotations
@@ -28,13 +26,18 @@ from splice.resolver.resolvers import Hunk, Resolution, Suggestion, register
 
 @dataclass(frozen=True)
 class Rules:
-    """Thresholds of the policy (tuned on training repositories; see docs/EVALUATION.md)."""
+    """Confidence of each shape: its precision on the training repositories (77 repositories,
+    up to 60 files each; ``python scripts/tune_policy.py --per-repo 60``)."""
 
-    min_gap: int = 2
-    max_side_tokens: int = 16
-    #: Measured precision of each shape, used as the answer's confidence.
-    subsumed_confidence: float = 0.94
-    combined_confidence: float = 0.72
+    #: The merge equals ours, and theirs made a subset of ours' edits (or vice versa).
+    subset_ours: float = 0.96
+    subset_theirs: float = 0.90
+    #: The merge equals one side; the other side changed only whitespace.
+    whitespace_ours: float = 0.87
+    whitespace_theirs: float = 0.92
+    #: A real combination of both sides' edits, on one line or across lines.
+    combined_same_line: float = 0.58
+    combined_across_lines: float = 0.54
 
 
 @dataclass(frozen=True)
@@ -112,41 +115,32 @@ def edit_shape(conflict: Conflict, lang: str | None) -> EditShape | None:
 
 
 class SafeTokenMerge:
-    """Token-level merge restricted to the trustworthy shapes (module docstring)."""
+    """Token-level merge with a confidence per shape (module docstring)."""
 
     name = "token-merge"
 
     def __init__(self, rules: Rules | None = None) -> None:
         self.rules = rules or Rules()
 
-    def accepts(self, shape: EditShape) -> float | None:
-        """The confidence for a shape, or None when the policy abstains."""
+    def confidence(self, shape: EditShape) -> float:
+        """The measured precision of a shape (see :class:`Rules`)."""
         r = self.rules
-        if shape.kind != "combined":
-            return r.subsumed_confidence
-        if (
-            shape.gap >= r.min_gap
-            and shape.line_gap == 0
-            and max(shape.ours_size, shape.theirs_size) <= r.max_side_tokens
-        ):
-            return r.combined_confidence
-        return None
+        if shape.kind == "combined":
+            return r.combined_same_line if shape.line_gap == 0 else r.combined_across_lines
+        other = shape.theirs_size if shape.kind == "ours" else shape.ours_size
+        if other == 0:
+            return r.whitespace_ours if shape.kind == "ours" else r.whitespace_theirs
+        return r.subset_ours if shape.kind == "ours" else r.subset_theirs
 
     def resolve(self, hunk: Hunk) -> Resolution:
         shape = edit_shape(hunk.conflict, hunk.lang)
         if shape is None:
             return Resolution(chosen=None)
-        suggestion = Suggestion(
+        chosen = Suggestion(
             tuple(split_lines(shape.merged)),
-            1.0,
+            self.confidence(shape),
             f"token-level merge ({shape.kind}, gap {shape.gap})",
         )
-        confidence = self.accepts(shape)
-        if confidence is None:
-            # Still a useful suggestion for an editor, but not applied automatically.
-            weak = Suggestion(suggestion.lines, 0.5, suggestion.explanation)
-            return Resolution(chosen=None, suggestions=(weak,))
-        chosen = Suggestion(suggestion.lines, confidence, suggestion.explanation)
         return Resolution(chosen=chosen, suggestions=(chosen,))
 
 

@@ -1,16 +1,18 @@
-"""Tune the model-free policy's thresholds on the training repositories.
+"""Measure the precision of each shape of clean token merge: the model-free policy's confidences.
 
-For every located hunk whose token-level merge is clean, record its edit shape and whether the
-merge equals the human resolution; then grid-search ``min_gap`` and ``max_side_tokens`` for the
-highest coverage at a precision target, and print the best rule sets.
+For every located hunk whose token-level merge is clean, record its edit shape (see
+``resolver/policy.py``) and whether the merge equals the human resolution; print the count and
+precision per shape class, and for combinations the precision by distance between the edits and
+by edit size (no subset of combinations reached 85% on held-out repositories).
 
-    python scripts/tune_policy.py --data ../shared/data/merges --per-repo 60 --target 0.88
+    python scripts/tune_policy.py --data ../shared/data/merges --split train --per-repo 60
 """
 
 from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+from collections import defaultdict
 from typing import Any
 
 from splice.resolver.chunks import split_lines
@@ -42,7 +44,6 @@ def main() -> None:
     ap.add_argument("--data", default="../shared/data/merges")
     ap.add_argument("--split", default="train")
     ap.add_argument("--per-repo", type=int, default=60)
-    ap.add_argument("--target", type=float, default=0.88)
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
     records = iter_records(args.data, split=args.split, per_repo_limit=args.per_repo)
@@ -53,28 +54,27 @@ def main() -> None:
             total += located
             rows.extend(out)
     print(f"located hunks: {total}; clean token merges: {len(rows)}")
-    subsumed = [ok for s, ok in rows if s.kind != "combined"]
-    print(f"subsumed: {len(subsumed)} hunks, precision {sum(subsumed) / max(1, len(subsumed)):.3f}")
-    results = []
-    for gap in range(1, 13):
-        for size in (4, 8, 12, 16, 20, 30, 40, 60, 1 << 30):
-            for line_gap in (0, 1):
-                combined = [
-                    ok
-                    for s, ok in rows
-                    if s.kind == "combined"
-                    and s.gap >= gap
-                    and s.line_gap <= line_gap
-                    and max(s.ours_size, s.theirs_size) <= size
-                ]
-                n = len(subsumed) + len(combined)
-                precision = (sum(subsumed) + sum(combined)) / max(1, n)
-                results.append((precision, n / max(1, total), gap, size, line_gap, combined))
-    good = sorted((r for r in results if r[0] >= args.target), key=lambda r: -r[1])
-    print("precision coverage min_gap max_side_tokens max_line_gap combined(n, precision)")
-    for p, cov, gap, size, lg, combined in good[:10]:
-        cp = sum(combined) / max(1, len(combined))
-        print(f"{p:.3f} {cov:.3f} {gap} {size} {lg} ({len(combined)}, {cp:.2f})")
+    classes: dict[Any, list[bool]] = defaultdict(list)
+    by_gap: dict[int, list[bool]] = defaultdict(list)
+    by_size: dict[int, list[bool]] = defaultdict(list)
+    for shape, ok in rows:
+        if shape.kind == "combined":
+            key = ("combined", "same line" if shape.line_gap == 0 else "across lines")
+            by_gap[min(shape.gap, 12)].append(ok)
+            by_size[min(max(shape.ours_size, shape.theirs_size) // 8 * 8, 40)].append(ok)
+        else:
+            other = shape.theirs_size if shape.kind == "ours" else shape.ours_size
+            key = (shape.kind, "other side whitespace only" if other == 0 else "other side subset")
+        classes[key].append(ok)
+
+    def show(title: str, groups: dict[Any, list[bool]]) -> None:
+        print(title)
+        for key, oks in sorted(groups.items()):
+            print(f"  {key}: {len(oks)} hunks, precision {sum(oks) / len(oks):.3f}")
+
+    show("shape classes", classes)
+    show("combined, by significant tokens between the edits", by_gap)
+    show("combined, by the larger side's edit size (buckets of 8)", by_size)
 
 
 if __name__ == "__main__":

@@ -62,18 +62,40 @@ def test_resolved_conflict_exits_0(git_repo: GitRepo) -> None:
 
 
 def test_token_merge_end_to_end(git_repo: GitRepo) -> None:
-    if not _has_resolver("token-merge"):
-        pytest.skip("token-merge resolver not registered yet")
+    """A subsumed shape (ours only changed whitespace) is resolved at the default threshold."""
     git_repo.use_driver()
-    line = "    return call({}, 1, 2, 3, {})\n"
-    base = "def f():\n" + line.format("alpha", "beta")
-    ours = "def f():\n" + line.format("alpha2", "beta")
-    theirs = "def f():\n" + line.format("alpha", "beta2")
+    base = "def f():\n    return call(alpha, beta)  \n"
+    ours = "def f():\n    return call(alpha, beta)\n"
+    theirs = "def f():\n    return call(alpha2, beta)  \n"
     git_repo.conflict_branches({"f.py": (base, ours, theirs)})
     proc = git_repo.merge()
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert git_repo.read("f.py") == ("def f():\n" + line.format("alpha2", "beta2")).encode()
+    assert git_repo.read("f.py") == b"def f():\n    return call(alpha2, beta)\n"
     assert "splice: f.py: 1 of 1 conflict resolved" in proc.stderr
+
+
+COMBINED = (
+    "def f():\n    return call(alpha, 1, 2, 3, beta)\n",
+    "def f():\n    return call(alpha2, 1, 2, 3, beta)\n",
+    "def f():\n    return call(alpha, 1, 2, 3, beta2)\n",
+)
+
+
+def test_combination_needs_a_lower_threshold(git_repo: GitRepo) -> None:
+    """Combining both sides' edits is below the default confidence: markers stay."""
+    git_repo.use_driver()
+    git_repo.conflict_branches({"f.py": COMBINED})
+    proc = git_repo.merge()
+    assert proc.returncode == 1
+    assert git_repo.read("f.py") == _expect_git(git_repo, "f.py", *COMBINED)
+
+
+def test_min_confidence_zero_applies_combination(git_repo: GitRepo) -> None:
+    git_repo.use_driver("--min-confidence 0")
+    git_repo.conflict_branches({"f.py": COMBINED})
+    proc = git_repo.merge()
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert git_repo.read("f.py") == b"def f():\n    return call(alpha2, 1, 2, 3, beta2)\n"
 
 
 @pytest.mark.parametrize("style", ["merge", "diff3", "zdiff3"])

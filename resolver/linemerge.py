@@ -129,13 +129,16 @@ def _split(
         for d in range(fmax, fmin - 1, -2):
             a, b = kvdf[d - 1], kvdf[d + 1]
             i1 = a + 1 if a >= b else b
-            prev1 = i1
             i2 = i1 - d
-            while i1 < lim1 and i2 < lim2 and ha1[i1] == ha2[i2]:
+            if i1 < lim1 and i2 < lim2 and ha1[i1] == ha2[i2]:
+                prev1 = i1
                 i1 += 1
                 i2 += 1
-            if i1 - prev1 > _SNAKE_CNT:
-                got_snake = True
+                while i1 < lim1 and i2 < lim2 and ha1[i1] == ha2[i2]:
+                    i1 += 1
+                    i2 += 1
+                if i1 - prev1 > _SNAKE_CNT:
+                    got_snake = True
             kvdf[d] = i1
             if odd and bmin <= d <= bmax and kvdb[d] <= i1:
                 return i1, i2, True, True
@@ -153,13 +156,16 @@ def _split(
         for d in range(bmax, bmin - 1, -2):
             a, b = kvdb[d - 1], kvdb[d + 1]
             i1 = a if a < b else b - 1
-            prev1 = i1
             i2 = i1 - d
-            while i1 > off1 and i2 > off2 and ha1[i1 - 1] == ha2[i2 - 1]:
+            if i1 > off1 and i2 > off2 and ha1[i1 - 1] == ha2[i2 - 1]:
+                prev1 = i1
                 i1 -= 1
                 i2 -= 1
-            if prev1 - i1 > _SNAKE_CNT:
-                got_snake = True
+                while i1 > off1 and i2 > off2 and ha1[i1 - 1] == ha2[i2 - 1]:
+                    i1 -= 1
+                    i2 -= 1
+                if prev1 - i1 > _SNAKE_CNT:
+                    got_snake = True
             kvdb[d] = i1
             if not odd and fmin <= d <= fmax and i1 <= kvdf[d]:
                 return i1, i2, True, True

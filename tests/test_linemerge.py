@@ -155,6 +155,17 @@ def test_compaction_slides_groups(style: str) -> None:
     check(L("a x a x a b"), L("a x a b"), L("a x a x a x a b"), style)
 
 
+@pytest.mark.parametrize("style", STYLES)
+def test_no_indent_heuristic(style: str) -> None:
+    """``git diff`` (indent heuristic on) puts ours' insertion before base line 3, clear of
+    theirs' change of line 4; merge-file slides it fully down, onto that change: a conflict."""
+    base = split_lines("    x = 1\n}\n    x = 1\n}\n    return 1\n    x = 1\n    pass\n}\nA\n")
+    ours = base[:3] + split_lines("}\n}\n    return 1\n\n") + base[3:]
+    theirs = base[:4] + ["    return 2\n"] + base[5:]
+    assert diff_lines(base, ours) == [(4, 0, 4, 4)]
+    assert len(conflicts(check(base, ours, theirs, style))) == 1
+
+
 def test_diff_discards_unmatched_and_frequent_lines() -> None:
     """A line frequent in the other file amid lines found nowhere else is dropped from the
     search, which makes the script differ from a minimal diff: git agrees with ours."""

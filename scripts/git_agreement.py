@@ -1,8 +1,8 @@
 """Measure how often ``splice.resolver.linemerge.merge_lines`` agrees with ``git merge-file``.
 
 For every record of the merge data set (``/work/shared/data/merges/*.jsonl.xz``) both merges are
-run and compared structurally: git's output is parsed at its conflict markers (a long, unusual
-marker size and fixed labels make that unambiguous) into stable text and conflict hunks, and
+run and compared structurally: git's output is parsed at its conflict markers (fixed labels and a
+marker size that no line of the inputs could be confused with) into stable text and hunks, and
 compared with our chunks. The only rendering detail left out is the newline git appends to a
 hunk side whose last line has none (the marker renderer's job). A file agrees when its clean
 text and every hunk are identical; hunk agreement counts git's hunks that we reproduce exactly.
@@ -29,17 +29,31 @@ from splice.resolver.chunks import Chunk, Conflict, join, split_lines
 from splice.resolver.linemerge import merge_lines
 
 DATA = Path("/work/shared/data/merges")
-MARKER = 53  # long and odd enough that no source line looks like a marker (checked)
 LABELS = ("OURS", "BASE", "THEIRS")
 
 # A parsed merge: ("S", text) or ("C", base text or None, ours text, theirs text).
 Segment = tuple
 
 
-def git_merge(base: str, ours: str, theirs: str, style: str) -> tuple[str, int]:
-    """``git merge-file -p`` on the three texts (style merge, diff3 or zdiff3): the output and
-    the number of conflicts (the exit status, at most 127)."""
+def marker_size(*texts: str) -> int:
+    """A conflict marker size for which no line of ``texts`` can be mistaken for a marker."""
+    taken = set()
+    for text in texts:
+        for line in text.splitlines():
+            head = line.split(" ", 1)[0]
+            if head and head[0] in "<|=>" and head == head[0] * len(head):
+                taken.add(len(head))
+    size = 53
+    while size in taken:
+        size += 1
+    return size
+
+
+def git_merge(base: str, ours: str, theirs: str, style: str) -> tuple[str, int, int]:
+    """``git merge-file -p`` on the three texts (style merge, diff3 or zdiff3): the output,
+    the number of conflicts (the exit status, at most 127) and the marker size used."""
     flags = {"merge": [], "diff3": ["--diff3"], "zdiff3": ["--zdiff3"]}[style]
+    size = marker_size(base, ours, theirs)
     env = {**os.environ, "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull}
     with tempfile.TemporaryDirectory() as tmp:
         paths = []
@@ -47,23 +61,23 @@ def git_merge(base: str, ours: str, theirs: str, style: str) -> tuple[str, int]:
             path = Path(tmp, name)
             path.write_bytes(text.encode())
             paths.append(str(path))
-        cmd = ["git", "merge-file", "-p", "-q", f"--marker-size={MARKER}", *flags]
+        cmd = ["git", "merge-file", "-p", "-q", f"--marker-size={size}", *flags]
         for label in LABELS:
             cmd += ["-L", label]
         proc = subprocess.run(cmd + paths, capture_output=True, env=env, cwd=tmp)
     if proc.returncode < 0 or proc.returncode > 127:
         raise RuntimeError(f"git merge-file failed: {proc.stderr.decode()}")
-    return proc.stdout.decode(), proc.returncode
+    return proc.stdout.decode(), proc.returncode, size
 
 
-def parse_git(output: str, n_conflicts: int | None = None) -> list[Segment]:
-    """Split git's output into stable text and conflict hunks at the markers; with
-    ``n_conflicts`` (git's exit status), check that the parse found that many hunks."""
+def parse_git(output: str, n_conflicts: int, size: int) -> list[Segment]:
+    """Split git's output (made with marker ``size``) into stable text and conflict hunks at
+    the markers; check that the parse found ``n_conflicts`` (git's exit status) hunks."""
     start, mid, sep, end = (
-        "<" * MARKER + " OURS",
-        "|" * MARKER + " BASE",
-        "=" * MARKER,
-        ">" * MARKER + " THEIRS",
+        "<" * size + " OURS",
+        "|" * size + " BASE",
+        "=" * size,
+        ">" * size + " THEIRS",
     )
     segs: list[Segment] = []
     stable: list[str] = []
@@ -98,7 +112,7 @@ def parse_git(output: str, n_conflicts: int | None = None) -> list[Segment]:
     if stable:
         segs.append(("S", "".join(stable)))
     found = sum(s[0] == "C" for s in segs)
-    if n_conflicts is not None and min(found, 127) != n_conflicts:
+    if min(found, 127) != n_conflicts:
         raise ValueError(f"parsed {found} conflicts, git reported {n_conflicts}")
     return segs
 

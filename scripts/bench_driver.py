@@ -30,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-DATA = "/work/shared/data/merges"
+DATA = str(Path(__file__).resolve().parents[1].parent / "shared" / "data" / "merges")
 #: Records read at most per shard (the sample is drawn among them).
 PER_SHARD_WINDOW = 300
 

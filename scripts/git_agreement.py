@@ -28,7 +28,7 @@ from pathlib import Path
 from splice.resolver.chunks import Chunk, Conflict, join, split_lines
 from splice.resolver.linemerge import merge_lines
 
-DATA = Path("/work/shared/data/merges")
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "merges"
 LABELS = ("OURS", "BASE", "THEIRS")
 
 # A parsed merge: ("S", text) or ("C", base text or None, ours text, theirs text).

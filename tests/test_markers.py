@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from splice.resolver.chunks import Chunk, Conflict, Stable, split_lines
 from splice.resolver.markers import ParsedConflict, parse, render
 
-DATA = "/work/shared/data/merges/*.jsonl.xz"
+DATA = str(Path(__file__).resolve().parents[1].parent / "shared" / "data" / "merges" / "*.jsonl.xz")
 STYLES = ("merge", "diff3", "zdiff3")
 
 

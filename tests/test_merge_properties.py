@@ -69,18 +69,21 @@ def test_clean_means_no_markers_and_conflicts_mean_markers(t, style) -> None:
         assert _has_markers(outcome.text)
 
 
-@given(st.lists(LINES, min_size=3, max_size=10), st.data())
+@given(FILES, FILES, st.data())
 @settings(max_examples=150, deadline=None)
-def test_clean_merge_keeps_both_sides_changes(base: list[str], data: st.DataObject) -> None:
-    """Ours edits the first half, theirs the second half, with a kept line between them."""
-    mid = len(base) // 2
-    ours_head = data.draw(edited(base[:mid]))
-    theirs_tail = data.draw(edited(base[mid + 1 :]))
-    ours = "".join(ours_head + base[mid:])
-    theirs = "".join(base[: mid + 1] + theirs_tail)
+def test_clean_merge_keeps_both_sides_changes(
+    head: list[str], tail: list[str], data: st.DataObject
+) -> None:
+    """Ours edits the lines before a unique kept line, theirs the lines after it."""
+    middle = "MIDDLE\n"
+    base = [*head, middle, *tail]
+    ours_head = data.draw(edited(head))
+    theirs_tail = data.draw(edited(tail))
+    ours = "".join([*ours_head, middle, *tail])
+    theirs = "".join([*head, middle, *theirs_tail])
     outcome = _merge("".join(base), ours, theirs)
-    if outcome.clean:
-        assert outcome.text == "".join(ours_head + [base[mid]] + theirs_tail)
+    assert outcome.clean
+    assert outcome.text == "".join([*ours_head, middle, *theirs_tail])
 
 
 def _git_merge_file(tmp: Path, base: str, ours: str, theirs: str, style: str) -> str:

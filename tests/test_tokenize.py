@@ -7,6 +7,7 @@ import json
 import lzma
 import random
 from functools import cache
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -14,7 +15,7 @@ from hypothesis import strategies as st
 from splice.resolver.chunks import split_lines
 from splice.resolver.tokenize import lex_generic, tokenize, tokens
 
-DATA = "/work/shared/data/merges/*.jsonl.xz"
+DATA = str(Path(__file__).resolve().parents[1].parent / "shared" / "data" / "merges" / "*.jsonl.xz")
 LANGS = [None, "python", "java", "javascript", "typescript", "tsx", "csharp", "go", "c", "rust"]
 
 _CODEISH = st.text(alphabet=st.sampled_from(list("ab1_ é\t\r\n\"'`/*#{}$()<>=.\\;:@")), max_size=80)

@@ -1,0 +1,116 @@
+"""The evaluation harness: locating human resolutions, metrics, and ``splice eval`` end to end."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from splice.resolver.chunks import Conflict, Stable, split_lines
+
+from splice.evaluation import evaluate, locate_resolutions, normalize
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "merges"
+needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"shared data set not found at {DATA}")
+
+
+def test_normalize_ignores_all_whitespace() -> None:
+    assert normalize("a(b,  c)\r\n\t") == normalize("a( b, c )\n") == "a(b,c)"
+
+
+def _chunks() -> list:
+    return [
+        Stable(("head\n", "one\n")),
+        Conflict(("x\n",), ("x1\n",), ("x2\n",)),
+        Stable(("mid\n",)),
+        Conflict(("y\n",), ("y1\n",), ("y2\n",)),
+        Stable(("tail\n",)),
+    ]
+
+
+def test_locates_each_resolution_between_its_stable_neighbours() -> None:
+    merged = split_lines("head\none\nx1\nx2\nmid\n\ntail\n")
+    assert locate_resolutions(_chunks(), merged) == [("x1\n", "x2\n"), ("\n",)]
+
+
+def test_resolution_with_edited_context_is_not_located() -> None:
+    merged = split_lines("head\none\nx1\nMID CHANGED\ny1\ntail\n")
+    assert locate_resolutions(_chunks(), merged) == [None, None]
+
+
+def test_conflict_at_file_edges() -> None:
+    chunks = [Conflict(("a\n",), ("b\n",), ("c\n",)), Stable(("s\n",)), Conflict((), ("d\n",), ())]
+    assert locate_resolutions(chunks, split_lines("b\nc\ns\nd\n")) == [("b\n", "c\n"), ("d\n",)]
+
+
+def _record(base: str, ours: str, theirs: str, merged: str) -> dict:
+    return {"base": base, "ours": ours, "theirs": theirs, "merged": merged, "lang": "python"}
+
+
+def test_metrics_on_handmade_records() -> None:
+    base = "def f():\n    return g(a, b)  \n"
+    ours = "def f():\n    return g(a, b)\n"  # whitespace only
+    theirs = "def f():\n    return g(a2, b)  \n"
+    records = [
+        _record(base, ours, theirs, "def f():\n    return g(a2, b)\n"),  # token-merge right
+        _record(base, "x = 1\n", "x = 2\n", "x = 1\n"),  # ours right, token-merge abstains
+    ]
+    report = evaluate(records, ["ours", "token-merge"], dataset="t", workers=1, progress=False)
+    assert report["n_files"] == 2 and report["n_hunks"] == 2 and report["unlocated"] == 0
+    ours = report["resolvers"]["ours"]["overall"]
+    assert (ours["coverage"], ours["precision"]) == (1.0, 0.5)
+    tm = report["resolvers"]["token-merge"]["overall"]
+    assert (tm["proposed"], tm["correct"], tm["coverage"], tm["precision"]) == (1, 1, 0.5, 1.0)
+    assert report["resolvers"]["token-merge"]["by_lang"]["python"]["hunks"] == 2
+    assert report["expressible"]["overall"] == 1.0
+
+
+@needs_data
+def test_splice_eval_on_real_data_writes_the_documented_schema(tmp_path: Path) -> None:
+    out = tmp_path / "report.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "splice",
+            "eval",
+            "--data",
+            str(DATA),
+            "--limit",
+            "40",
+            "--workers",
+            "1",
+            "--no-progress",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(out.read_text())
+    assert {"dataset", "n_files", "n_hunks", "unlocated", "resolvers", "expressible"} <= set(report)
+    assert report["n_files"] == 40 and report["n_hunks"] >= 40
+    assert set(report["resolvers"]) == {"ours", "theirs", "token-merge-naive", "token-merge"}
+    for res in report["resolvers"].values():
+        assert {"coverage", "precision", "accuracy"} <= set(res["overall"])
+        assert res["by_lang"]
+    ours, theirs = (report["resolvers"][k]["overall"] for k in ("ours", "theirs"))
+    assert ours["coverage"] == theirs["coverage"] == 1.0
+    # Ours and theirs are both right only where the sides agree ignoring whitespace.
+    assert ours["precision"] + theirs["precision"] <= 1.2
+    assert "token-merge" in proc.stdout
+
+
+def test_splice_eval_reports_a_missing_data_folder(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "splice", "eval", "--data", str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode != 0
+    assert "data directory not found" in proc.stderr

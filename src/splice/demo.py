@@ -19,11 +19,13 @@ import click
 
 # file -> (base, ours, theirs). Each pair of edits conflicts for git's line merge.
 FILES: dict[str, tuple[str, str, str]] = {
+    # Both sides added the rounding argument; ours also renamed the call (a superset of theirs).
     "billing.py": (
-        'def price(amount):\n    return format_price(amount, currency="EUR", rounding=2)\n',
-        'def price(amount):\n    return format_money(amount, currency="EUR", rounding=2)\n',
-        'def price(amount):\n    return format_price(amount, currency="EUR", rounding=4)\n',
+        'def price(amount):\n    return format_price(amount, "EUR")\n',
+        'def price(amount):\n    return format_money(amount, "EUR", rounding=2)\n',
+        'def price(amount):\n    return format_price(amount, "EUR", rounding=2)\n',
     ),
+    # Ours only re-indented the line; theirs changed the call.
     "Service.java": (
         "class Service {\n    int run(Request r) {\n\treturn handler.handle(r, 10);\n    }\n}\n",
         "class Service {\n"
@@ -37,16 +39,20 @@ FILES: dict[str, tuple[str, str, str]] = {
         "    }\n"
         "}\n",
     ),
+    # A real disagreement: Splice must leave it to a human.
     "server.go": (
         "package server\n\nconst Timeout = 30\n",
         "package server\n\nconst Timeout = 60\n",
         "package server\n\nconst Timeout = 45\n",
     ),
+    # Two different insertions at the same point: a token-level conflict.
     "api.ts": (
         "import { get } from './http';\n\nexport const load = () => get('/items');\n",
         "import { get, post } from './http';\n\nexport const load = () => get('/items');\n",
         "import { get, put } from './http';\n\nexport const load = () => get('/items');\n",
     ),
+    # Edits on adjacent lines: the token merge combines them, but combinations are right only
+    # about half the time on real data, so this stays a suggestion (below the 0.85 threshold).
     "Program.cs": (
         "class Program {\n"
         "    static int Main() {\n"

@@ -23,6 +23,8 @@ _STYLES = click.Choice(["merge", "diff3", "zdiff3"], case_sensitive=False)
 LAZY_COMMANDS: dict[str, str] = {
     "eval": "splice.eval_command:eval_command",
     "demo": "splice.demo:demo_command",
+    "train": "splice.train_command:train_command",
+    "export-onnx": "splice.export_command:export_command",
 }
 
 

@@ -1,0 +1,27 @@
+"""``splice export-onnx``: export a trained classifier to ONNX and check it against PyTorch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command("export-onnx")
+@click.argument("model_dir", type=click.Path(file_okay=False, exists=True))
+@click.option("--out", "out_path", type=click.Path(dir_okay=False), help="[MODEL_DIR/model.onnx]")
+@click.option("--length", type=int, help="Fix the sequence length L (default: dynamic).")
+def export_command(model_dir: str, out_path: str | None, length: int | None) -> None:
+    """Export MODEL_DIR (a save_pretrained folder) to ONNX; fail if the logits disagree."""
+    from splice.models.export import TOLERANCE, export_onnx
+
+    target = Path(out_path) if out_path else Path(model_dir) / "model.onnx"
+    try:
+        report = export_onnx(model_dir, target, length=length)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    shape = "dynamic" if report.dynamic_length else f"fixed {length}"
+    click.echo(
+        f"wrote {report.path} (batch dynamic, L {shape}); max |onnx - torch| = "
+        f"{report.max_abs_diff:.2e} (tolerance {TOLERANCE:.0e})"
+    )

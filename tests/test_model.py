@@ -1,0 +1,205 @@
+"""The merge-pattern classifier: save/load, loss, ONNX parity, training, resume, HF bodies, CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="the classifier needs PyTorch (the `train` extra)")
+pytest.importorskip("transformers", reason="the classifier needs transformers (`train` extra)")
+
+from splice.models.configuration import SpliceConfig  # noqa: E402
+from splice.models.modeling import SpliceMergeModel, any_correct_loss  # noqa: E402
+from splice.models.train import CHECKPOINT, STATE_FILE, load_arrays, train  # noqa: E402
+
+L = 16
+TINY = {"vocab_size": 64, "hidden_size": 32, "num_layers": 1, "num_heads": 4, "max_position": L}
+
+
+def synthetic(n: int, seed: int) -> dict[str, np.ndarray]:
+    """Examples whose label depends only on which sides insert something.
+
+    a|o (sequence 0) and b|o (sequence 2) either only keep base tokens (edit type 1) or also
+    insert some (edit type 2): no insert -> BASE, ours only -> OURS (and OURS_MINUS_BASE, the
+    same text here), theirs only -> THEIRS, both -> OURS_THEIRS. Chance is about 25%.
+    """
+    rng = np.random.default_rng(seed)
+    shape = (n, 4, L)
+    lengths = rng.integers(4, L + 1, size=(n, 4))
+    mask = (np.arange(L)[None, None, :] < lengths[..., None]).astype(np.int32)
+    ids = rng.integers(5, TINY["vocab_size"], size=shape).astype(np.int32) * mask
+    edits = np.ones(shape, dtype=np.int32)
+    ours, theirs = rng.random(n) < 0.5, rng.random(n) < 0.5
+    for i in range(n):
+        for seq, inserts in ((0, ours[i]), (2, theirs[i])):
+            if inserts:
+                pos = rng.choice(lengths[i, seq], size=2, replace=False)
+                edits[i, seq, pos] = 2
+    edits *= mask
+    labels = np.zeros((n, 10), dtype=np.uint8)
+    labels[ours & theirs, 3] = 1
+    labels[ours & ~theirs, 0] = 1
+    labels[ours & ~theirs, 5] = 1
+    labels[~ours & theirs, 1] = 1
+    labels[~ours & ~theirs, 2] = 1
+    return {"input_ids": ids, "edit_ids": edits, "attention_mask": mask, "labels": labels}
+
+
+def random_inputs(config: SpliceConfig, batch: int = 3) -> tuple[torch.Tensor, ...]:
+    from splice.models.export import sample_inputs
+
+    return sample_inputs(config, batch, L, seed=5)
+
+
+def test_save_load_round_trip(tmp_path: Path) -> None:
+    from transformers import AutoModel
+
+    torch.manual_seed(0)
+    model = SpliceMergeModel(SpliceConfig(**TINY)).eval()
+    inputs = random_inputs(model.config)
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").exists()
+    loaded = AutoModel.from_pretrained(tmp_path).eval()
+    assert isinstance(loaded, SpliceMergeModel)
+    with torch.no_grad():
+        before, after = model(*inputs).logits, loaded(*inputs).logits
+    assert before.shape == (3, 10)
+    assert torch.equal(before, after)
+    assert torch.isfinite(before).all()  # inputs include an all-padding sequence
+
+
+def test_any_correct_loss() -> None:
+    logits = torch.tensor([[1.0, 2.0, 0.5], [0.0, 0.0, 3.0]], requires_grad=True)
+    labels = torch.tensor([[1, 1, 0], [0, 0, 0]])  # the second example has no valid pattern
+    loss = any_correct_loss(logits, labels)
+    p = torch.softmax(logits[0], dim=0)
+    assert torch.allclose(loss, -torch.log(p[0] + p[1]))
+    loss.backward()
+    assert torch.isfinite(logits.grad).all() and logits.grad[1].abs().sum() == 0
+    weighted = any_correct_loss(logits, labels, torch.tensor([3.0, 1.0, 1.0]))
+    assert torch.allclose(weighted, loss)  # one weighted example: its weight cancels
+
+
+def test_onnx_matches_pytorch(tmp_path: Path) -> None:
+    pytest.importorskip("onnxscript", reason="the ONNX exporter needs onnxscript")
+    ort = pytest.importorskip("onnxruntime", reason="parity is checked with onnxruntime")
+    from splice.models.export import INPUT_NAMES, export_onnx, sample_inputs
+
+    torch.manual_seed(0)
+    model = SpliceMergeModel(SpliceConfig(**TINY)).eval()
+    model.save_pretrained(tmp_path / "model")
+    report = export_onnx(tmp_path / "model", tmp_path / "model.onnx")
+    assert report.max_abs_diff <= 1e-4
+    session = ort.InferenceSession(str(report.path), providers=["CPUExecutionProvider"])
+    for batch, length in ((1, 7), (5, L)):
+        inputs = sample_inputs(model.config, batch, length, seed=batch)
+        feeds = {n: t.numpy() for n, t in zip(INPUT_NAMES, inputs, strict=True)}
+        (onnx_logits,) = session.run(["logits"], feeds)
+        with torch.no_grad():
+            torch_logits = model(*inputs).logits.numpy()
+        assert onnx_logits.shape == (batch, 10)
+        assert np.abs(onnx_logits - torch_logits).max() <= 1e-4
+
+
+def test_training_learns_a_simple_rule(tmp_path: Path) -> None:
+    result = train(
+        synthetic(768, seed=1),
+        synthetic(128, seed=2),
+        tmp_path,
+        epochs=8,
+        batch_size=32,
+        lr=3e-3,
+        config=SpliceConfig(**TINY, dropout=0.0),
+        num_threads=1,
+        progress=False,
+    )
+    assert result.step == result.total_steps == 8 * 24
+    assert result.best_accuracy >= 0.9, result.history  # chance is about 0.25
+    best = SpliceMergeModel.from_pretrained(tmp_path)
+    assert best.config.class_weights is not None and len(best.config.class_weights) == 10
+    records = [json.loads(line) for line in (tmp_path / "history.jsonl").read_text().splitlines()]
+    assert max(r["accuracy"] for r in records) == result.best_accuracy
+
+
+def test_time_budget_then_resume_continues(tmp_path: Path) -> None:
+    data, val = synthetic(96, seed=3), synthetic(32, seed=4)
+    kw = {"epochs": 2, "batch_size": 32, "num_threads": 1, "progress": False}
+    kw["config"] = SpliceConfig(**TINY)
+    stopped = train(data, val, tmp_path / "a", max_minutes=0, **kw)
+    assert stopped.stopped_by_time and stopped.step == 1
+    state = torch.load(tmp_path / "a" / CHECKPOINT / STATE_FILE, weights_only=True)
+    assert state["step"] == 1
+    assert (tmp_path / "a" / "model.safetensors").exists()  # best model saved on the way out
+    resumed = train(data, val, tmp_path / "a", resume=True, **kw)
+    assert not resumed.stopped_by_time
+    assert resumed.step == resumed.total_steps == 6
+    assert [r["step"] for r in resumed.history] == [1, 3, 6]
+    # an uninterrupted run ends with the very same weights
+    straight = train(data, val, tmp_path / "b", **kw)
+    a = SpliceMergeModel.from_pretrained(tmp_path / "a" / CHECKPOINT).state_dict()
+    b = SpliceMergeModel.from_pretrained(tmp_path / "b" / CHECKPOINT).state_dict()
+    assert straight.step == 6
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_hugging_face_body(tmp_path: Path) -> None:
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    bert_config = BertConfig(
+        vocab_size=64,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=L,
+    )
+    BertModel(bert_config).save_pretrained(tmp_path / "bert")
+    bert = BertModel.from_pretrained(tmp_path / "bert")
+    model = SpliceMergeModel(SpliceConfig(body=str(tmp_path / "bert"), max_position=L)).eval()
+    assert model.config.hidden_size == 32 and model.config.vocab_size == 64
+    for name, tensor in bert.state_dict().items():
+        assert torch.equal(model.encoder.state_dict()[name], tensor), name
+    inputs = random_inputs(model.config)
+    model.save_pretrained(tmp_path / "splice")
+    loaded = SpliceMergeModel.from_pretrained(tmp_path / "splice").eval()
+    with torch.no_grad():
+        before, after = model(*inputs).logits, loaded(*inputs).logits
+    assert torch.isfinite(before).all()
+    assert torch.allclose(before, after, atol=1e-6)
+    result = train(
+        synthetic(64, seed=5),
+        synthetic(32, seed=6),
+        tmp_path / "run",
+        epochs=1,
+        batch_size=32,
+        config=SpliceConfig(body=str(tmp_path / "bert"), max_position=L),
+        num_threads=1,
+        progress=False,
+    )
+    assert result.step == 2 and (tmp_path / "run" / "model.safetensors").exists()
+
+
+def test_cli_train_and_export(tmp_path: Path) -> None:
+    pytest.importorskip("onnxscript", reason="the ONNX exporter needs onnxscript")
+    from click.testing import CliRunner
+
+    from splice.cli import main
+
+    for split, seed in (("train", 7), ("val", 8)):
+        np.savez(tmp_path / f"{split}.npz", **synthetic(64, seed=seed))
+    assert len(load_arrays(tmp_path / "train.npz")["labels"]) == 64
+    out = tmp_path / "out"
+    args = ["train", "--train-npz", str(tmp_path / "train.npz"), "--val-npz"]
+    args += [str(tmp_path / "val.npz"), "--out", str(out), "--tokenizer", str(tmp_path / "none")]
+    args += ["--epochs", "1", "--hidden", "32", "--layers", "1", "--max-len", str(L)]
+    args += ["--threads", "1"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "best val accuracy" in result.output
+    result = CliRunner().invoke(main, ["export-onnx", str(out), "--out", str(tmp_path / "m.onnx")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "m.onnx").exists() and "max |onnx - torch|" in result.output

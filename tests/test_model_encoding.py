@@ -188,3 +188,33 @@ def test_build_examples_on_a_slice(tok, tmp_path: Path) -> None:
     assert set(back) == set(arrays)
     assert (back["input_ids"] == arrays["input_ids"]).all()
     assert back["hunk_key"].tolist() == arrays["hunk_key"].tolist()
+
+
+@needs_data
+def test_assemble_reproduces_real_resolutions() -> None:
+    from splice.resolver.chunks import split_lines
+    from splice.resolver.patterns import squash
+    from splice.resolver.pipeline import find_hunks
+
+    from splice.dataset import iter_records
+    from splice.evaluation import locate_resolutions
+
+    checked = 0
+    for rec in iter_records(DATA, split="val", limit=20):
+        sides = (split_lines(rec[k]) for k in ("base", "ours", "theirs"))
+        chunks, reports = find_hunks(*sides, rec["lang"])
+        truths = locate_resolutions(chunks, split_lines(rec["merged"]))
+        for report, truth in zip(reports, truths, strict=True):
+            if truth is None:
+                continue
+            ex = expressible(report.hunk.conflict, rec["lang"], "".join(truth))
+            pieces = hunk_pieces(report.hunk)
+            want = squash("".join(truth))
+            if ex.token_combos and ex.token_combos[0]:
+                tokens = [p for p in pieces if p.route == Route.TOKEN]
+                assert squash("".join(assemble(tokens, ex.token_combos[0]))) == want
+                checked += 1
+            for pattern in ex.hunk_patterns:
+                assert squash("".join(assemble(pieces[-1:], [pattern]))) == want
+                checked += 1
+    assert checked > 10

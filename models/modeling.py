@@ -50,7 +50,7 @@ class SelfAttention(nn.Module):
         self.num_heads = config.num_heads
         self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size)
         self.proj = nn.Linear(config.hidden_size, config.hidden_size)
-        self.dropout = config.dropout
+        self.dropout = config.attention_dropout
 
     def forward(self, x: torch.Tensor, key_bias: torch.Tensor) -> torch.Tensor:
         """x (N, L, H), key_bias (N, 1, 1, L) additive -> (N, L, H)."""

@@ -188,16 +188,20 @@ def train(
     grad_clip: float = 1.0,
     checkpoint_every: int = 500,
     eval_batch_size: int = 128,
+    max_val_examples: int | None = None,
     num_threads: int = 2,
+    bf16: bool = False,
     progress: bool = True,
 ) -> TrainResult:
     """Train a model on ``examples_train``; keep the best on ``examples_val`` in ``out_dir``.
 
     Validates and checkpoints every ``checkpoint_every`` steps and at each epoch end. With
     ``resume`` the model, optimizer, scheduler, step and RNG state come from
-    ``out_dir/checkpoint`` (when there is one) and ``config`` is ignored. ``max_minutes`` stops
-    after the step that crosses it (validation, best model and checkpoint still written). The
-    schedule always spans ``epochs``.
+    ``out_dir/checkpoint`` (when there is one) and ``config`` is ignored. ``max_val_examples``
+    validates on a fixed random subset (a full pass over 15k examples takes minutes on 2 cores).
+    ``max_minutes`` stops after the step that crosses it (validation, best model and checkpoint
+    still written). The schedule always spans ``epochs``. ``bf16`` runs training steps under CPU
+    bfloat16 autocast (about 30% faster on this AVX512-BF16 CPU); validation stays in float32.
     """
     from rich.progress import (
         BarColumn,
@@ -215,6 +219,10 @@ def train(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     train_arrays, val_arrays = load_arrays(examples_train), load_arrays(examples_val)
+    n_val = len(val_arrays["labels"])
+    if max_val_examples is not None and n_val > max_val_examples:
+        keep = np.sort(np.random.default_rng(seed).choice(n_val, max_val_examples, replace=False))
+        val_arrays = {name: array[keep] for name, array in val_arrays.items()}
     n_train = len(train_arrays["labels"])
     steps_per_epoch = math.ceil(n_train / batch_size)
     total_steps = epochs * steps_per_epoch
@@ -267,7 +275,7 @@ def train(
             "batch_size": batch_size,
         }
         save_checkpoint(out_dir, model, training_state)
-        bar.update(task, val=f"{accuracy:.3f}")
+        bar.update(task, val=f"{accuracy:.3f} (best {best['accuracy']:.3f})")
 
     columns = [
         TextColumn("[bold]train"),
@@ -286,7 +294,8 @@ def train(
             for first in range(offset * batch_size, n_train, batch_size):
                 t0 = time.perf_counter()
                 batch = make_batch(train_arrays, order[first : first + batch_size])
-                loss = model(**batch).loss
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                    loss = model(**batch).loss
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)

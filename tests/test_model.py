@@ -127,6 +127,7 @@ def test_training_learns_a_simple_rule(tmp_path: Path) -> None:
 def test_time_budget_then_resume_continues(tmp_path: Path) -> None:
     data, val = synthetic(96, seed=3), synthetic(32, seed=4)
     kw = {"epochs": 2, "batch_size": 32, "num_threads": 1, "progress": False}
+    kw["max_val_examples"] = 16
     kw["config"] = SpliceConfig(**TINY)
     stopped = train(data, val, tmp_path / "a", max_minutes=0, **kw)
     assert stopped.stopped_by_time and stopped.step == 1
@@ -196,7 +197,7 @@ def test_cli_train_and_export(tmp_path: Path) -> None:
     args = ["train", "--train-npz", str(tmp_path / "train.npz"), "--val-npz"]
     args += [str(tmp_path / "val.npz"), "--out", str(out), "--tokenizer", str(tmp_path / "none")]
     args += ["--epochs", "1", "--hidden", "32", "--layers", "1", "--max-len", str(L)]
-    args += ["--threads", "1"]
+    args += ["--threads", "1", "--bf16"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert "best val accuracy" in result.output

@@ -20,7 +20,8 @@ def _example_sets(
     tokenizer = load_tokenizer(tokenizer_path)
     paths = []
     for split in ("train", "val"):
-        path = out / "examples" / f"{split}-L{max_len}.npz"
+        suffix = f"-limit{limit}" if limit else ""
+        path = out / "examples" / f"{split}-L{max_len}{suffix}.npz"
         if not path.exists():
             click.echo(f"building {split} examples into {path}")
             arrays = build_examples(
@@ -51,7 +52,9 @@ def _example_sets(
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.")
 @click.option("--body", help="Local Hugging Face encoder to use as the encoder body.")
 @click.option("--checkpoint-every", type=int, default=500, show_default=True)
+@click.option("--max-val", type=int, default=4000, show_default=True, help="Validation subset.")
 @click.option("--threads", type=int, default=2, show_default=True)
+@click.option("--bf16", is_flag=True, help="bfloat16 autocast for training steps (faster on CPU).")
 def train_command(
     data: str,
     out_dir: str,
@@ -72,7 +75,9 @@ def train_command(
     resume: bool,
     body: str | None,
     checkpoint_every: int,
+    max_val: int,
     threads: int,
+    bf16: bool,
 ) -> None:
     """Train the merge-pattern classifier; the best model by validation lands in OUT."""
     from splice.models.configuration import SpliceConfig
@@ -110,7 +115,9 @@ def train_command(
         resume=resume,
         config=config,
         checkpoint_every=checkpoint_every,
+        max_val_examples=max_val or None,
         num_threads=threads,
+        bf16=bf16,
     )
     stop = " (time budget)" if result.stopped_by_time else ""
     click.echo(

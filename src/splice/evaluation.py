@@ -8,7 +8,6 @@ silently. A resolution is correct when it equals the human one ignoring all whit
 
 from __future__ import annotations
 
-import difflib
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -31,28 +30,23 @@ def locate_resolutions(chunks: Sequence, merged: Sequence[str]) -> list[tuple[st
     """The human resolution of each conflict chunk, as lines of ``merged`` (None: not located).
 
     Method: the merge's stable lines (with one unique placeholder per conflict) are aligned with
-    the committed file by a longest-matching-blocks diff. A conflict's resolution is what the
-    committed file holds between the stable line just before the conflict and the stable line
-    just after it (the file's start or end at the edges); both of those lines must be aligned
-    with the committed file, else the hunk is reported as not located.
+    the committed file by a Myers diff (:mod:`splice.resolver.seqdiff`). A conflict's resolution
+    is what the committed file holds between the stable line just before the conflict and the
+    stable line just after it (the file's start or end at the edges); both of those lines must
+    be aligned with the committed file, else the hunk is reported as not located.
     """
     skeleton: list[object] = []
-    # For each conflict: index in skeleton of the stable line before (or -1) and after.
-    spans: list[tuple[int, int]] = []
+    before_index: list[int] = []  # per conflict: skeleton index of the line before it, or -1
     for chunk in chunks:
         if isinstance(chunk, Stable):
             skeleton.extend(chunk.units)
         else:
-            before = len(skeleton) - 1
-            skeleton.append(object())  # never matches anything
-            spans.append((before, -1))
-    # Fill in "after" indices: the first skeleton index after each placeholder.
-    fixed: list[tuple[int, int]] = []
-    for before, _ in spans:
-        fixed.append((before, before + 2))
+            before_index.append(len(skeleton) - 1)
+            skeleton.append(object())  # a placeholder that never matches
     position = _align(skeleton, list(merged))
     out: list[tuple[str, ...] | None] = []
-    for before, after in fixed:
+    for before in before_index:
+        after = before + 2  # the skeleton index just past the placeholder
         start = 0 if before < 0 else position.get(before)
         if start is not None and before >= 0:
             start += 1
@@ -71,24 +65,9 @@ def locate_resolutions(chunks: Sequence, merged: Sequence[str]) -> list[tuple[st
 
 def _align(a: list[object], b: list[str]) -> dict[int, int]:
     """Map indices of ``a`` to the indices of ``b`` they are aligned with (matching lines only)."""
-    mapping: dict[int, int] = {}
-    # Common prefix and suffix first: most of a file is untouched and difflib is slow on it.
-    n, m = len(a), len(b)
-    pre = 0
-    while pre < n and pre < m and a[pre] == b[pre]:
-        mapping[pre] = pre
-        pre += 1
-    suf = 0
-    while suf < n - pre and suf < m - pre and a[n - 1 - suf] == b[m - 1 - suf]:
-        mapping[n - 1 - suf] = m - 1 - suf
-        suf += 1
-    mid_a, mid_b = a[pre : n - suf], b[pre : m - suf]
-    if mid_a and mid_b:
-        matcher = difflib.SequenceMatcher(None, mid_a, mid_b, autojunk=False)
-        for block in matcher.get_matching_blocks():
-            for k in range(block.size):
-                mapping[pre + block.a + k] = pre + block.b + k
-    return mapping
+    from splice.resolver.seqdiff import matching_pairs
+
+    return dict(matching_pairs(a, b))
 
 
 @dataclass

@@ -26,7 +26,7 @@ from splice.resolver.resolvers import Hunk, Resolution, Suggestion, register
 
 @dataclass(frozen=True)
 class Rules:
-    """Confidence of each shape: its precision on the training repositories (77 repositories,
+    """Confidence of each shape: its precision on the training repositories (83 repositories,
     up to 60 files each; ``python scripts/tune_policy.py --per-repo 60``)."""
 
     #: The merge equals ours, and theirs made a subset of ours' edits (or vice versa).

@@ -260,7 +260,7 @@ def train(
         history.append(record)
         with open(out_dir / HISTORY_FILE, "a") as f:
             f.write(json.dumps(record) + "\n")
-        if accuracy > best["accuracy"]:
+        if accuracy > best["accuracy"] or not metrics:  # without validation: keep the latest
             best.update(accuracy=accuracy, step=step)
             model.save_pretrained(out_dir)
         training_state = {

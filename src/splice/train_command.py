@@ -54,6 +54,7 @@ def _example_sets(
 @click.option("--checkpoint-every", type=int, default=500, show_default=True)
 @click.option("--max-val", type=int, default=4000, show_default=True, help="Validation subset.")
 @click.option("--threads", type=int, default=2, show_default=True)
+@click.option("--no-class-weights", is_flag=True, help="Unweighted loss (default: weighted).")
 @click.option("--bf16", is_flag=True, help="bfloat16 autocast for training steps (faster on CPU).")
 def train_command(
     data: str,
@@ -77,6 +78,7 @@ def train_command(
     checkpoint_every: int,
     max_val: int,
     threads: int,
+    no_class_weights: bool,
     bf16: bool,
 ) -> None:
     """Train the merge-pattern classifier; the best model by validation lands in OUT."""
@@ -113,6 +115,7 @@ def train_command(
         seed=seed,
         max_minutes=minutes,
         resume=resume,
+        class_weights=not no_class_weights,
         config=config,
         checkpoint_every=checkpoint_every,
         max_val_examples=max_val or None,

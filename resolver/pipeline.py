@@ -113,12 +113,15 @@ def decide(
 ) -> None:
     """Ask ``resolver`` about each hunk and record whether its answer is applied.
 
-    An answer is applied when the resolver chose one, its confidence reaches ``min_confidence``
-    (None: :data:`DEFAULT_MIN_CONFIDENCE`), and it passes the syntax check: the merge with this
-    hunk resolved (and every other conflict taking ours) may not have more tree-sitter parse
-    errors than both the same merge taking ours here and the cleanest of the three inputs.
-    Languages without a grammar skip the check, and so do resolvers whose ``checks_syntax`` is
-    False (the baselines).
+    A resolver with ``resolve_many(hunks)`` is asked once for all hunks of the file (one batched
+    model run), others hunk by hunk. The candidates are the chosen answer, then the other
+    suggestions in order; the first one whose confidence reaches ``min_confidence`` (None: the
+    resolver's own ``min_confidence`` if it has one, e.g. a calibrated threshold, else
+    :data:`DEFAULT_MIN_CONFIDENCE`) and that passes the syntax check is applied. The check: the
+    merge with this hunk resolved (and every other conflict taking ours) may not have more
+    tree-sitter parse errors than both the same merge taking ours here and the cleanest of the
+    three inputs. Languages without a grammar skip the check, and so do resolvers whose
+    ``checks_syntax`` is False (the baselines).
     """
     from splice.resolver.syntax import SyntaxCheck, error_count
 
@@ -127,9 +130,15 @@ def decide(
     with_ours = _substitute(chunks, [], "ours")
     ours_errors: int | None = None
     if min_confidence is None:
+        min_confidence = getattr(resolver, "min_confidence", None)
+    if min_confidence is None:
         min_confidence = DEFAULT_MIN_CONFIDENCE
-    for report in reports:
-        resolution = resolver.resolve(report.hunk)
+    many = getattr(resolver, "resolve_many", None)
+    if many is not None:
+        resolutions = list(many([r.hunk for r in reports]))
+    else:
+        resolutions = [resolver.resolve(r.hunk) for r in reports]
+    for report, resolution in zip(reports, resolutions, strict=True):
         report.resolution = resolution
         chosen = resolution.chosen
         if chosen is None:
@@ -137,16 +146,23 @@ def decide(
         if chosen.confidence < min_confidence:
             report.rejected = f"confidence {chosen.confidence:.2f} below {min_confidence:.2f}"
             continue
-        if checks_syntax:
-            n = len(report.hunk.conflict.ours)
-            candidate = _replace(with_ours, report.ours_start, n, chosen.lines)
-            if check.adds_parse_error(candidate):
-                if ours_errors is None:
-                    ours_errors = error_count("".join(with_ours), check.lang)
-                if error_count(candidate, check.lang) > ours_errors:
-                    report.rejected = "adds a parse error"
-                    continue
-        report.applied = chosen.lines
+        tried = [chosen]
+        tried += [s for s in resolution.suggestions if s.lines != chosen.lines]
+        for candidate_answer in tried:
+            if candidate_answer.confidence < min_confidence:
+                continue
+            if checks_syntax:
+                n = len(report.hunk.conflict.ours)
+                candidate = _replace(with_ours, report.ours_start, n, candidate_answer.lines)
+                if check.adds_parse_error(candidate):
+                    if ours_errors is None:
+                        ours_errors = error_count("".join(with_ours), check.lang)
+                    if error_count(candidate, check.lang) > ours_errors:
+                        report.rejected = "adds a parse error"
+                        continue
+            report.applied = candidate_answer.lines
+            report.rejected = None
+            break
 
 
 def resolve_hunks(

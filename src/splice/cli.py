@@ -12,7 +12,7 @@ import click
 
 from splice import __version__
 
-_DEFAULT_RESOLVER = "token-merge"
+_DEFAULT_RESOLVER = "auto"
 _DEFAULT_TIMEOUT = 10.0
 _DEFAULT_MAX_SIZE = 2 * 1024 * 1024
 _STYLES = click.Choice(["merge", "diff3", "zdiff3"], case_sensitive=False)
@@ -25,6 +25,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "demo": "splice.demo:demo_command",
     "train": "splice.train_command:train_command",
     "export-onnx": "splice.export_command:export_command",
+    "calibrate": "splice.calibrate_command:calibrate_command",
 }
 
 

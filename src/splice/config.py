@@ -12,8 +12,12 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from splice.resolver.resolvers import Resolver
 
-#: The resolver the driver, the mergetool and ``splice resolve`` use unless told otherwise.
-DEFAULT_RESOLVER = "token-merge"
+#: The resolver the driver, the mergetool and ``splice resolve`` use unless told otherwise:
+#: "auto" is the neural ``model`` when one is installed (``models/shipped/model.onnx``), else the
+#: model-free ``token-merge``.
+DEFAULT_RESOLVER = "auto"
+#: What the driver uses when the model was asked for but cannot be loaded.
+FALLBACK_RESOLVER = "token-merge"
 #: Seconds the driver gives the resolver before falling back to git's own merge.
 DEFAULT_TIMEOUT = 10.0
 #: Bytes above which (for any of the three inputs) the driver leaves the merge to git.
@@ -24,7 +28,11 @@ STYLES = ("merge", "diff3", "zdiff3")
 #: The name of the merge driver and of the mergetool in git's configuration.
 TOOL_NAME = "splice"
 #: Modules whose import registers resolvers (a missing one is skipped).
-REGISTERING_MODULES = ("splice.resolver.baselines", "splice.resolver.policy")
+REGISTERING_MODULES = (
+    "splice.resolver.baselines",
+    "splice.resolver.policy",
+    "splice.models.onnx_resolver",
+)
 
 
 def git_config_get(key: str, *, cwd: str | None = None, scope: str | None = None) -> str | None:
@@ -65,7 +73,11 @@ def marker_size_for(path: str, cwd: str | None = None) -> int:
 
 
 def load_resolver(name: str) -> Resolver:
-    """Build the resolver registered as ``name`` (importing the modules that register them)."""
+    """Build the resolver registered as ``name`` (importing the modules that register them).
+
+    When the neural model cannot be loaded (``ModelUnavailable``), says so in one stderr line and
+    returns :data:`FALLBACK_RESOLVER` instead, so a merge never fails for want of a model.
+    """
     import importlib
 
     from splice.resolver.resolvers import get_resolver
@@ -76,4 +88,10 @@ def load_resolver(name: str) -> Resolver:
         except ModuleNotFoundError as exc:
             if exc.name != module:
                 raise
-    return get_resolver(name)
+    from splice.models.onnx_resolver import ModelUnavailable, notice
+
+    try:
+        return get_resolver(name)
+    except ModelUnavailable as exc:
+        notice(exc, FALLBACK_RESOLVER)
+        return get_resolver(FALLBACK_RESOLVER)

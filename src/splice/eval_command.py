@@ -53,6 +53,7 @@ def eval_command(
     """Measure resolvers on real conflicts with known human resolutions."""
     from splice.dataset import iter_records, shard_paths
     from splice.evaluation import evaluate, format_table, write_json
+    from splice.models.onnx_resolver import ModelUnavailable
     from splice.resolver.resolvers import get_resolver
 
     names = list(resolvers) or ["ours", "theirs", "token-merge-naive", "token-merge"]
@@ -61,6 +62,8 @@ def eval_command(
             get_resolver(name)
         except KeyError as exc:
             raise click.BadParameter(str(exc.args[0]), param_hint="--resolver") from None
+        except ModelUnavailable as exc:  # measuring a model must not fall back silently
+            raise click.ClickException(f"model unavailable: {exc}") from None
     try:
         shard_paths(data_dir)
     except FileNotFoundError as exc:

@@ -79,13 +79,29 @@ class HunkRow:
     expressible: bool = False
     #: resolver name -> (proposed, correct)
     outcomes: dict[str, tuple[bool, bool]] = field(default_factory=dict)
+    #: resolver name -> 1-based rank of the first suggestion matching the human resolution
+    #: (0: none of the first :data:`TOP_K` does); absent when the resolver gave no suggestions.
+    ranks: dict[str, int] = field(default_factory=dict)
+
+
+#: Suggestions looked at for ``top3_always``.
+TOP_K = 3
+_RESOLVERS: dict[str, Any] = {}
+
+
+def _resolver(name: str) -> Any:
+    """The resolver ``name``, built once per process (a model loads once, not per file)."""
+    from splice.resolver.resolvers import get_resolver
+
+    if name not in _RESOLVERS:
+        _RESOLVERS[name] = get_resolver(name)
+    return _RESOLVERS[name]
 
 
 def evaluate_record(record: dict[str, Any], resolver_names: Sequence[str]) -> list[HunkRow]:
     """Run every resolver on every conflict hunk of one record."""
     from splice.resolver.patterns import expressible
     from splice.resolver.pipeline import decide, find_hunks
-    from splice.resolver.resolvers import get_resolver
 
     lang = record.get("lang") or "unknown"
     base, ours, theirs = record["base"], record["ours"], record["theirs"]
@@ -99,7 +115,7 @@ def evaluate_record(record: dict[str, Any], resolver_names: Sequence[str]) -> li
             row.expressible = bool(expressible(report.hunk.conflict, lang, "".join(truth)))
         rows.append(row)
     for name in resolver_names:
-        resolver = get_resolver(name)
+        resolver = _resolver(name)
         decide(chunks, reports, resolver, base, ours, theirs, lang=lang)
         for report, truth, row in zip(reports, truths, rows, strict=True):
             applied = report.applied
@@ -110,6 +126,15 @@ def evaluate_record(record: dict[str, Any], resolver_names: Sequence[str]) -> li
                 and normalize("".join(applied)) == normalize("".join(truth))
             )
             row.outcomes[name] = (proposed, correct)
+            suggestions = report.resolution.suggestions if report.resolution else ()
+            if suggestions:
+                row.ranks[name] = 0
+                if truth is not None:
+                    key = normalize("".join(truth))
+                    for k, s in enumerate(suggestions[:TOP_K], start=1):
+                        if normalize("".join(s.lines)) == key:
+                            row.ranks[name] = k
+                            break
             report.applied = None
             report.rejected = None
             report.resolution = None
@@ -124,12 +149,13 @@ def _work(args: tuple[dict[str, Any], Sequence[str]]) -> list[HunkRow]:
         return []
 
 
-def _metrics(rows: list[HunkRow], name: str) -> dict[str, Any]:
+def _metrics(rows: list[HunkRow], name: str, suggests: bool = False) -> dict[str, Any]:
+    """Coverage, precision, accuracy; with ``suggests`` also ``top1_always``/``top3_always``."""
     located = [r for r in rows if r.located]
     proposed = sum(1 for r in located if r.outcomes[name][0])
     correct = sum(1 for r in located if r.outcomes[name][1])
     n = len(located)
-    return {
+    out = {
         "hunks": n,
         "proposed": proposed,
         "correct": correct,
@@ -137,6 +163,11 @@ def _metrics(rows: list[HunkRow], name: str) -> dict[str, Any]:
         "precision": correct / proposed if proposed else 0.0,
         "accuracy": correct / n if n else 0.0,
     }
+    if suggests:
+        for k in (1, TOP_K):
+            hits = sum(1 for r in located if 0 < r.ranks.get(name, 0) <= k)
+            out[f"top{k}_always"] = hits / n if n else 0.0
+    return out
 
 
 def summarize(
@@ -147,6 +178,7 @@ def summarize(
     for row in rows:
         by_lang[row.lang].append(row)
     located = [r for r in rows if r.located]
+    suggests = {name: any(name in r.ranks for r in rows) for name in resolver_names}
 
     def expressible_share(rs: list[HunkRow]) -> float:
         loc = [r for r in rs if r.located]
@@ -160,8 +192,10 @@ def summarize(
         "unlocated": len(rows) - len(located),
         "resolvers": {
             name: {
-                "overall": _metrics(rows, name),
-                "by_lang": {lang: _metrics(rs, name) for lang, rs in sorted(by_lang.items())},
+                "overall": _metrics(rows, name, suggests[name]),
+                "by_lang": {
+                    lang: _metrics(rs, name, suggests[name]) for lang, rs in sorted(by_lang.items())
+                },
             }
             for name in resolver_names
         },

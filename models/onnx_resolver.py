@@ -1,0 +1,321 @@
+"""The neural resolver ``model``: the merge-pattern classifier served with onnxruntime only.
+
+A model directory holds ``tokenizer.json``, ``model.onnx`` (from :mod:`splice.models.export`) and
+``calibration.json`` (from :mod:`splice.models.calibrate`: temperature, threshold, route weight).
+Nothing on this path imports torch.
+
+For a hunk, :func:`~splice.models.pieces.hunk_pieces` gives its token-route pieces (one per token
+conflict) and its hunk-route piece; all pieces of all hunks asked at once go through ONE batched
+onnxruntime run, and each piece's logits become probabilities ``softmax(logits / T)``.
+
+- Token route: a beam search (width :data:`BEAM_WIDTH`) over the token conflicts, one pattern
+  each, scored by the product of the piece probabilities. Patterns giving the same tokens for a
+  piece are merged first (probabilities summed), and so are combinations that assemble to the
+  same lines.
+- Hunk route: each pattern applied to the hunk's lines; identical outputs merged by summing.
+
+Combining the routes: both are probability distributions over the hunk's resolved lines, so the
+final score of a text is the mixture ``w * P_token(text) + (1 - w) * P_hunk(text)`` with
+``w = calibration.token_weight`` (0.5 unless calibrated otherwise). A text both routes propose
+collects both shares (agreement raises confidence, disagreement lowers it), and the scores of
+all candidates still sum to at most 1. Hunks without token-route pieces (a clean token merge,
+whose text the model has no say on, or more than 64 token conflicts) use the hunk route alone
+(``w = 0``).
+
+The best candidate is ``Resolution.chosen`` with its mixture probability as confidence, and the
+first three distinct candidates are the suggestions. The pipeline applies answers at the
+calibrated ``threshold`` (the resolver's ``min_confidence``) unless the caller sets one.
+
+``SPLICE_MODEL_DIR`` overrides the default model directory (``models/shipped/``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from splice.resolver.resolvers import Hunk, Resolution, Resolver, Suggestion, register
+
+#: Environment variable naming the model directory (else :func:`default_model_dir`).
+MODEL_DIR_ENV = "SPLICE_MODEL_DIR"
+#: Files a model directory must hold.
+MODEL_FILES = ("tokenizer.json", "model.onnx", "calibration.json")
+BEAM_WIDTH = 5
+TOP_K = 3
+#: onnxruntime threads per session (the driver runs one process per file).
+INTRA_OP_THREADS = 2
+#: Pieces per onnxruntime run at most (bounds memory on files with very many conflicts).
+MAX_BATCH = 512
+#: The reason in the fallback notice is cut to this many characters (it stays one line).
+NOTICE_CHARS = 240
+
+
+class ModelUnavailable(RuntimeError):
+    """The model directory is missing, incomplete or cannot be loaded."""
+
+
+def default_model_dir() -> Path:
+    """``$SPLICE_MODEL_DIR`` if set, else the ``shipped`` folder next to this module."""
+    env = os.environ.get(MODEL_DIR_ENV)
+    return Path(env) if env else Path(__file__).resolve().parent / "shipped"
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """What ``calibration.json`` holds (see :mod:`splice.models.calibrate`)."""
+
+    temperature: float = 1.0
+    #: Lowest confidence with validation precision >= the target (None: pipeline default).
+    threshold: float | None = None
+    #: Mixture weight of the token route (module docstring).
+    token_weight: float = 0.5
+    #: Sequence length the pieces are encoded to.
+    max_len: int = 128
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Calibration:
+        """Read the fields above from a parsed ``calibration.json`` (extra keys are reports)."""
+        t = float(data.get("temperature", 1.0))
+        thr = data.get("threshold")
+        w = float(data.get("token_weight", 0.5))
+        max_len = int(data.get("max_len", 128))
+        if not (t > 0 and 0.0 <= w <= 1.0 and max_len >= 5):
+            raise ValueError(f"bad values: temperature {t}, token_weight {w}, max_len {max_len}")
+        if thr is not None and not 0.0 <= float(thr) <= 1.0:
+            raise ValueError(f"threshold {thr} outside [0, 1]")
+        return cls(t, None if thr is None else float(thr), w, max_len)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A resolved text of a hunk with its probability from each route."""
+
+    lines: tuple[str, ...]
+    token_p: float
+    hunk_p: float
+    score: float
+    explanation: str
+
+
+def softmax(logits: Any, temperature: float = 1.0) -> Any:
+    """Row-wise softmax of ``logits / temperature`` (float64)."""
+    import numpy as np
+
+    z = np.asarray(logits, dtype=np.float64) / temperature
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def providers() -> list[str]:
+    """CUDA when this onnxruntime build has it, then CPU."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    wanted = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return [p for p in wanted if p in available] or ["CPUExecutionProvider"]
+
+
+def _options(patterns: Sequence[Any], probs: Sequence[float], conflict: Any) -> list[tuple]:
+    """(units, probability, pattern names) per distinct output of ``patterns`` on a conflict."""
+    from splice.resolver.patterns import apply
+
+    merged: dict[tuple[str, ...], list] = {}
+    for pat, p in zip(patterns, probs, strict=True):
+        units = apply(pat, conflict)
+        slot = merged.setdefault(units, [0.0, []])
+        slot[0] += float(p)
+        slot[1].append(pat.value)
+    return [(units, p, names) for units, (p, names) in merged.items()]
+
+
+def beam_search(
+    options: Sequence[Sequence[tuple]], width: int = BEAM_WIDTH
+) -> list[tuple[float, tuple[int, ...]]]:
+    """The ``width`` best choices of one option per position, by product of probabilities.
+
+    ``options[i]`` lists (units, probability, names) of position i; returns (score, indices).
+    """
+    beams: list[tuple[float, tuple[int, ...]]] = [(1.0, ())]
+    for opts in options:
+        grown = [(s * opt[1], idx + (j,)) for s, idx in beams for j, opt in enumerate(opts)]
+        grown.sort(key=lambda b: -b[0])
+        beams = grown[:width]
+    return beams
+
+
+class NeuralResolver:
+    """The pattern classifier as a :class:`~splice.resolver.resolvers.Resolver` (module doc)."""
+
+    name = "model"
+
+    def __init__(self, model_dir: str | Path | None = None) -> None:
+        self.model_dir = Path(model_dir) if model_dir is not None else default_model_dir()
+        missing = [f for f in MODEL_FILES if not (self.model_dir / f).is_file()]
+        if missing:
+            raise ModelUnavailable(f"{self.model_dir}: missing {', '.join(missing)}")
+        try:
+            import onnxruntime as ort
+            from tokenizers import Tokenizer
+
+            data = json.loads((self.model_dir / "calibration.json").read_text(encoding="utf-8"))
+            self.calibration = Calibration.from_json(data)
+            self.tokenizer = Tokenizer.from_file(str(self.model_dir / "tokenizer.json"))
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = INTRA_OP_THREADS
+            opts.inter_op_num_threads = 1
+            opts.log_severity_level = 3
+            self.session = ort.InferenceSession(
+                str(self.model_dir / "model.onnx"), opts, providers=providers()
+            )
+        except Exception as exc:  # any load failure means the same to callers
+            raise ModelUnavailable(f"{self.model_dir}: {type(exc).__name__}: {exc}") from exc
+        inputs = {i.name: i.shape for i in self.session.get_inputs()}
+        if set(inputs) != {"input_ids", "edit_ids", "attention_mask"}:
+            raise ModelUnavailable(f"{self.model_dir}: unexpected model inputs {sorted(inputs)}")
+        length = inputs["input_ids"][2]
+        #: A fixed sequence length of the graph (None: dynamic, batches are cut to fit).
+        self.fixed_length = length if isinstance(length, int) else None
+        if self.fixed_length is not None and self.fixed_length != self.calibration.max_len:
+            raise ModelUnavailable(
+                f"{self.model_dir}: model length {self.fixed_length}, "
+                f"calibration max_len {self.calibration.max_len}"
+            )
+
+    @property
+    def min_confidence(self) -> float | None:
+        """The calibrated threshold, used by the pipeline when no threshold is given."""
+        return self.calibration.threshold
+
+    # ------------------------------------------------------------------ inference
+
+    def logits(self, pieces: Sequence[Any]) -> Any:
+        """(len(pieces), num_labels) float logits: one onnxruntime run per :data:`MAX_BATCH`."""
+        import numpy as np
+        from splice.models.encoding import encode_batch, encode_piece
+
+        max_len = self.calibration.max_len
+        out = []
+        for start in range(0, len(pieces), MAX_BATCH):
+            chunk = pieces[start : start + MAX_BATCH]
+            enc = [
+                encode_piece(self.tokenizer, p.conflict, p.prefix, p.suffix, max_len) for p in chunk
+            ]
+            feeds = encode_batch(enc)
+            if self.fixed_length is None:  # cut after the last attended position
+                attended = np.flatnonzero(feeds["attention_mask"].any(axis=(0, 1)))
+                length = int(attended[-1]) + 1 if len(attended) else 1
+                feeds = {k: np.ascontiguousarray(v[..., :length]) for k, v in feeds.items()}
+            (logits,) = self.session.run(["logits"], feeds)
+            out.append(np.asarray(logits, dtype=np.float64))
+        return np.concatenate(out) if out else np.zeros((0, 10))
+
+    def candidates_many(self, hunks: Sequence[Hunk]) -> list[list[Candidate]]:
+        """Every scored candidate of each hunk, best first (one batched run for all hunks)."""
+        from splice.models.pieces import hunk_pieces
+
+        per_hunk = [hunk_pieces(h) for h in hunks]
+        flat = [p for ps in per_hunk for p in ps]
+        probs = softmax(self.logits(flat), self.calibration.temperature) if flat else []
+        out: list[list[Candidate]] = []
+        start = 0
+        for pieces in per_hunk:
+            out.append(self._rank(pieces, probs[start : start + len(pieces)]))
+            start += len(pieces)
+        return out
+
+    def candidates(self, hunk: Hunk) -> list[Candidate]:
+        """Every scored candidate of ``hunk``, best first."""
+        return self.candidates_many([hunk])[0]
+
+    def _rank(self, pieces: Sequence[Any], probs: Any) -> list[Candidate]:
+        from splice.models.encoding import PATTERNS
+        from splice.models.pieces import Route
+        from splice.resolver.chunks import split_lines
+        from splice.resolver.tokenmerge import render
+
+        token = [p for p in pieces if p.route == Route.TOKEN]
+        hunk_piece = pieces[-1]
+        w = self.calibration.token_weight if token else 0.0
+        found: dict[tuple[str, ...], list] = {}  # lines -> [token p, hunk p, token why, hunk why]
+
+        if token:
+            options = [_options(PATTERNS, probs[i], p.conflict) for i, p in enumerate(token)]
+            for score, idx in beam_search(options):
+                picks = [options[i][j][0] for i, j in enumerate(idx)]
+                lines = tuple(split_lines(render(token[0].chunks, picks)))
+                slot = found.setdefault(lines, [0.0, 0.0, "", ""])
+                slot[0] += score
+                if not slot[2]:
+                    slot[2] = "token: " + ", ".join(
+                        "|".join(options[i][j][2]) for i, j in enumerate(idx)
+                    )
+        hunk_opts = _options(PATTERNS, probs[len(pieces) - 1], hunk_piece.lines)
+        for units, p, names in hunk_opts:
+            slot = found.setdefault(tuple(units), [0.0, 0.0, "", ""])
+            slot[1] += p
+            slot[3] = "hunk: " + "|".join(names)
+        ranked = [
+            Candidate(
+                lines,
+                tp,
+                hp,
+                w * tp + (1.0 - w) * hp,
+                "; ".join(x for x in (tw, hw) if x),
+            )
+            for lines, (tp, hp, tw, hw) in found.items()
+        ]
+        ranked.sort(key=lambda c: -c.score)
+        return ranked
+
+    # ------------------------------------------------------------------ Resolver
+
+    def resolve_many(self, hunks: Sequence[Hunk]) -> list[Resolution]:
+        """:meth:`resolve` for every hunk of a file, with one batched model run."""
+        out = []
+        for cands in self.candidates_many(hunks):
+            sugg = tuple(
+                Suggestion(c.lines, min(1.0, c.score), c.explanation) for c in cands[:TOP_K]
+            )
+            out.append(Resolution(chosen=sugg[0] if sugg else None, suggestions=sugg))
+        return out
+
+    def resolve(self, hunk: Hunk) -> Resolution:
+        return self.resolve_many([hunk])[0]
+
+
+def model_resolver() -> Resolver:
+    """The ``model`` resolver from the default directory (raises :class:`ModelUnavailable`)."""
+    return NeuralResolver()
+
+
+def notice(exc: Exception, fallback: str = "token-merge") -> None:
+    """The one stderr line telling that the model could not be used."""
+    why = " ".join(str(exc).split())
+    if len(why) > NOTICE_CHARS:
+        why = why[: NOTICE_CHARS - 3] + "..."
+    print(f"splice: model unavailable ({why}): using {fallback}", file=sys.stderr, flush=True)
+
+
+def auto_resolver() -> Resolver:
+    """``model`` when a model is installed, else ``token-merge``.
+
+    Silent when no ``model.onnx`` is installed; one stderr line when one is there but broken.
+    """
+    from splice.resolver.policy import SafeTokenMerge
+
+    if (default_model_dir() / "model.onnx").is_file():
+        try:
+            return NeuralResolver()
+        except ModelUnavailable as exc:
+            notice(exc)
+    return SafeTokenMerge()
+
+
+register("model")(model_resolver)
+register("auto")(auto_resolver)

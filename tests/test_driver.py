@@ -13,16 +13,6 @@ OURS = "a = 1\nkeep = 1\n"
 THEIRS = "a = 2\nkeep = 1\n"
 
 
-def _has_resolver(name: str) -> bool:
-    from splice.config import load_resolver
-
-    try:
-        load_resolver(name)
-    except Exception:
-        return False
-    return True
-
-
 def _expect_git(repo: GitRepo, name: str, base, ours, theirs, **kw) -> bytes:
     enc = [x.encode() if isinstance(x, str) else x for x in (base, ours, theirs)]
     return git_merge_file(*enc, repo.path.parent / "expected", **kw)[1]
@@ -51,8 +41,6 @@ def test_unresolved_conflict_equals_git_merge_file(git_repo: GitRepo) -> None:
 
 
 def test_resolved_conflict_exits_0(git_repo: GitRepo) -> None:
-    if not _has_resolver("theirs"):
-        pytest.skip("no 'theirs' resolver registered")
     git_repo.use_driver("--resolver theirs")
     git_repo.conflict_branches({"f.py": (BASE, OURS, THEIRS)})
     proc = git_repo.merge()
@@ -181,8 +169,6 @@ def test_not_utf8_falls_back_to_git(git_repo: GitRepo) -> None:
 
 
 def test_over_size_limit_falls_back_to_git(git_repo: GitRepo) -> None:
-    if not _has_resolver("theirs"):
-        pytest.skip("no 'theirs' resolver registered")
     git_repo.use_driver("--resolver theirs --max-size 10")
     git_repo.conflict_branches({"f.py": (BASE, OURS, THEIRS)})
     proc = git_repo.merge()

@@ -20,8 +20,7 @@ from enum import IntEnum
 from splice.resolver.chunks import Chunk, Conflict, Stable, join, split_lines
 from splice.resolver.patterns import Pattern, apply
 from splice.resolver.resolvers import Hunk
-from splice.resolver.tokenize import tokenize
-from splice.resolver.tokenmerge import merge_hunk, render
+from splice.resolver.tokenmerge import hunk_tokens, merge_hunk, render
 
 #: Beyond this many token conflicts a hunk gets only its hunk-route piece (as in ``expressible``).
 MAX_TOKEN_CONFLICTS = 64
@@ -77,12 +76,7 @@ def token_pieces(hunk: Hunk, chunks: Sequence[Chunk] | None = None) -> list[Piec
 def hunk_piece(hunk: Hunk) -> Piece:
     """The whole hunk as one piece (sides tokenized)."""
     c = hunk.conflict
-    lang = hunk.lang
-    tokens = Conflict(
-        tuple(tokenize(join(c.base), lang)),
-        tuple(tokenize(join(c.ours), lang)),
-        tuple(tokenize(join(c.theirs), lang)),
-    )
+    tokens = hunk_tokens(c, hunk.lang)
     return Piece(Route.HUNK, tokens, join(hunk.before), join(hunk.after), lines=c)
 
 

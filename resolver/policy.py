@@ -73,15 +73,13 @@ def _edits(base: Sequence[str], side: Sequence[str]) -> list[tuple[int, int, int
 
 def edit_shape(conflict: Conflict, lang: str | None) -> EditShape | None:
     """The shape of the token-level merge of a hunk, or None when tokens still conflict."""
-    from splice.resolver.tokenize import tokenize
-    from splice.resolver.tokenmerge import merge_hunk
+    from splice.resolver.tokenmerge import hunk_tokens, merge_hunk
 
     chunks = merge_hunk(conflict, lang)
     if any(isinstance(c, Conflict) for c in chunks):
         return None
-    base = tokenize(join(conflict.base), lang)
-    ours = tokenize(join(conflict.ours), lang)
-    theirs = tokenize(join(conflict.theirs), lang)
+    tokens = hunk_tokens(conflict, lang)
+    base, ours, theirs = tokens.base, tokens.ours, tokens.theirs
     merged = "".join(u for c in chunks for u in c.units)
     key = _squash(merged)
     kind = (

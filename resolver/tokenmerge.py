@@ -95,18 +95,24 @@ def merge_hunk(
 
 
 @lru_cache(maxsize=64)
+def hunk_tokens(conflict: Conflict, lang: str | None) -> Conflict:
+    """A line-level conflict with each side tokenized by the default tokenizer (cached: the
+    token merge, the policy's edit shape and the model's pieces all need the same tokens)."""
+    from splice.resolver.tokenize import tokenize
+
+    return Conflict(
+        tuple(tokenize(join(conflict.base), lang)),
+        tuple(tokenize(join(conflict.ours), lang)),
+        tuple(tokenize(join(conflict.theirs), lang)),
+    )
+
+
+@lru_cache(maxsize=64)
 def _merge_hunk_cached(conflict: Conflict, lang: str | None) -> tuple[Chunk, ...]:
     """The default-tokenizer merge of a hunk, cached: the policy, the baselines and the
     expressibility search all ask for the same hunks in turn."""
-    from splice.resolver.tokenize import tokenize
-
-    return tuple(
-        merge_tokens(
-            tokenize(join(conflict.base), lang),
-            tokenize(join(conflict.ours), lang),
-            tokenize(join(conflict.theirs), lang),
-        )
-    )
+    tokens = hunk_tokens(conflict, lang)
+    return tuple(merge_tokens(tokens.base, tokens.ours, tokens.theirs))
 
 
 def render(chunks: Sequence[Chunk], picks: Sequence[Sequence[str]] = ()) -> str:

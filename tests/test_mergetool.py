@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from conftest import GitRepo
 
 from splice.install import MERGETOOL_CMD
@@ -25,12 +24,6 @@ def _unmerged(repo: GitRepo) -> str:
 
 
 def test_resolved_file_is_marked_resolved(git_repo: GitRepo) -> None:
-    from splice.config import load_resolver
-
-    try:
-        load_resolver("theirs")
-    except KeyError:
-        pytest.skip("no 'theirs' resolver registered")
     _setup(git_repo, {"f.py": ("a = 0\nb\n", "a = 1\nb\n", "a = 2\nb\n")}, "--resolver theirs")
     proc = git_repo.git("mergetool", "--tool=splice", "-y", check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -18,12 +18,6 @@ THEIRS = "head\na = 2\nmid\nb = 2\ntail\n"
 
 @pytest.fixture
 def theirs_resolver() -> str:
-    from splice.config import load_resolver
-
-    try:
-        load_resolver("theirs")
-    except KeyError:
-        pytest.skip("no 'theirs' resolver registered")
     return "theirs"
 
 

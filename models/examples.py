@@ -6,11 +6,13 @@ committed file (:func:`~splice.evaluation.locate_resolutions`):
 - if a choice of one pattern per token conflict reproduces the resolution (the first combo of
   :func:`~splice.resolver.patterns.expressible`), one token-route example per token conflict; its
   label is the multi-hot of every pattern giving the same output as the combo's pattern there
-  (patterns with equal outputs are equally right);
-- else if patterns applied to the hunk as a whole reproduce it, one hunk-route example labelled
-  with all of them;
-- else none (counted: ``inexpressible``). Hunks whose token merge is clean and right are counted as
-  ``clean`` and give no example either; unlocated hunks are counted as ``not_located``.
+  (patterns with equal outputs are equally right). Hunks whose token merge is clean and right
+  give no token-route example (counted as ``clean``);
+- and, independently, if patterns applied to the hunk as a whole reproduce it, one hunk-route
+  example labelled with all of them: the resolver asks both routes about every hunk, so both are
+  trained on every hunk they can express;
+- a hunk neither route expresses is counted as ``inexpressible``; unlocated hunks as
+  ``not_located``.
 
 Arrays (N examples): ``input_ids``, ``edit_ids``, ``attention_mask`` (N, 4, L) int32 (convert to
 int64 per batch), ``labels`` (N, 10) uint8, ``route`` (N,) uint8 (0 token, 1 hunk), ``index``
@@ -68,11 +70,8 @@ def record_examples(
         key = f"{record['id']}#{report.index}"
         ex = expressible(hunk.conflict, lang, "".join(truth))
         labelled: list[tuple[Any, np.ndarray]] = []
-        if ex.token_combos:
+        if ex.token_combos and ex.token_combos[0]:
             combo = ex.token_combos[0]
-            if not combo:
-                counts["clean"] += 1
-                continue
             pieces = token_pieces(hunk)
             if len(pieces) != len(combo):
                 raise RuntimeError(f"{key}: {len(pieces)} pieces, combo of {len(combo)}")
@@ -80,10 +79,12 @@ def record_examples(
                 same = label(piece.conflict, apply(pat, piece.conflict))
                 labelled.append((piece, multi_hot(same)))
             counts["token"] += 1
-        elif ex.hunk_patterns:
+        elif ex.token_combos:
+            counts["clean"] += 1
+        if ex.hunk_patterns:  # every hunk, as the resolver asks the hunk route about every hunk
             labelled.append((hunk_piece(hunk), multi_hot(ex.hunk_patterns)))
             counts["hunk"] += 1
-        else:
+        if not ex.token_combos and not ex.hunk_patterns:
             counts["inexpressible"] += 1
             continue
         for piece, hot in labelled:
@@ -136,7 +137,7 @@ def build_examples(
     data_dir: str | Path,
     split: str,
     tokenizer: Tokenizer,
-    max_len: int = 128,
+    max_len: int = 192,
     limit: int | None = None,
     per_repo: int | None = None,
     workers: int = 1,
@@ -232,7 +233,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--split", choices=("train", "val"), default="train")
     ap.add_argument("--out", required=True)
     ap.add_argument("--tokenizer", default="models/shipped/tokenizer.json")
-    ap.add_argument("--max-len", type=int, default=128)
+    ap.add_argument("--max-len", type=int, default=192)
     ap.add_argument("--limit", type=int, default=None, help="records, round-robin over repos")
     ap.add_argument("--per-repo", type=int, default=None)
     ap.add_argument("--workers", type=int, default=1)

@@ -18,9 +18,11 @@ Combining the routes: both are probability distributions over the hunk's resolve
 final score of a text is the mixture ``w * P_token(text) + (1 - w) * P_hunk(text)`` with
 ``w = calibration.token_weight`` (0.5 unless calibrated otherwise). A text both routes propose
 collects both shares (agreement raises confidence, disagreement lowers it), and the scores of
-all candidates still sum to at most 1. Hunks without token-route pieces (a clean token merge,
-whose text the model has no say on, or more than 64 token conflicts) use the hunk route alone
-(``w = 0``).
+all candidates still sum to at most 1. A hunk whose token merge is clean has no token-route
+pieces: its token route puts probability 1 on the clean merge, mixed in with its own weight
+``calibration.clean_weight`` (the clean merge is right about half the time on validation, so it
+must compete with the hunk route's patterns rather than win outright). Hunks with more than 64
+token conflicts use the hunk route alone (``w = 0``).
 
 The best candidate is ``Resolution.chosen`` with its mixture probability as confidence, and the
 first three distinct candidates are the suggestions. The pipeline applies answers at the
@@ -74,6 +76,8 @@ class Calibration:
     threshold: float | None = None
     #: Mixture weight of the token route (module docstring).
     token_weight: float = 0.5
+    #: Mixture weight of a clean token merge against the hunk route (module docstring).
+    clean_weight: float = 0.5
     #: Sequence length the pieces are encoded to.
     max_len: int = 128
 
@@ -83,12 +87,16 @@ class Calibration:
         t = float(data.get("temperature", 1.0))
         thr = data.get("threshold")
         w = float(data.get("token_weight", 0.5))
+        wc = float(data.get("clean_weight", 0.5))
         max_len = int(data.get("max_len", 128))
-        if not (t > 0 and 0.0 <= w <= 1.0 and max_len >= 5):
-            raise ValueError(f"bad values: temperature {t}, token_weight {w}, max_len {max_len}")
+        if not (t > 0 and 0.0 <= w <= 1.0 and 0.0 <= wc <= 1.0 and max_len >= 5):
+            raise ValueError(
+                f"bad values: temperature {t}, token_weight {w}, clean_weight {wc}, "
+                f"max_len {max_len}"
+            )
         if thr is not None and not 0.0 <= float(thr) <= 1.0:
             raise ValueError(f"threshold {thr} outside [0, 1]")
-        return cls(t, None if thr is None else float(thr), w, max_len)
+        return cls(t, None if thr is None else float(thr), w, wc, max_len)
 
 
 @dataclass(frozen=True)
@@ -100,6 +108,8 @@ class Candidate:
     hunk_p: float
     score: float
     explanation: str
+    #: Whether the token route is the hunk's clean token merge (no token conflicts).
+    clean: bool = False
 
 
 def softmax(logits: Any, temperature: float = 1.0) -> Any:
@@ -224,8 +234,8 @@ class NeuralResolver:
         probs = softmax(self.logits(flat), self.calibration.temperature) if flat else []
         out: list[list[Candidate]] = []
         start = 0
-        for pieces in per_hunk:
-            out.append(self._rank(pieces, probs[start : start + len(pieces)]))
+        for hunk, pieces in zip(hunks, per_hunk, strict=True):
+            out.append(self._rank(hunk, pieces, probs[start : start + len(pieces)]))
             start += len(pieces)
         return out
 
@@ -233,16 +243,23 @@ class NeuralResolver:
         """Every scored candidate of ``hunk``, best first."""
         return self.candidates_many([hunk])[0]
 
-    def _rank(self, pieces: Sequence[Any], probs: Any) -> list[Candidate]:
+    def _rank(self, hunk: Hunk, pieces: Sequence[Any], probs: Any) -> list[Candidate]:
         from splice.models.encoding import PATTERNS
         from splice.models.pieces import Route
-        from splice.resolver.chunks import split_lines
-        from splice.resolver.tokenmerge import render
+        from splice.resolver.chunks import Conflict, split_lines
+        from splice.resolver.tokenmerge import merge_hunk, render
 
         token = [p for p in pieces if p.route == Route.TOKEN]
         hunk_piece = pieces[-1]
         w = self.calibration.token_weight if token else 0.0
         found: dict[tuple[str, ...], list] = {}  # lines -> [token p, hunk p, token why, hunk why]
+        clean: tuple[str, ...] | None = None
+        if not token:
+            chunks = merge_hunk(hunk.conflict, hunk.lang)
+            if not any(isinstance(c, Conflict) for c in chunks):
+                clean = tuple(split_lines(render(chunks, [])))
+                found[clean] = [1.0, 0.0, "token: clean merge", ""]
+                w = self.calibration.clean_weight
 
         if token:
             options = [_options(PATTERNS, probs[i], p.conflict) for i, p in enumerate(token)]
@@ -267,6 +284,7 @@ class NeuralResolver:
                 hp,
                 w * tp + (1.0 - w) * hp,
                 "; ".join(x for x in (tw, hw) if x),
+                clean=lines == clean,
             )
             for lines, (tp, hp, tw, hw) in found.items()
         ]

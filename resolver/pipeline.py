@@ -100,6 +100,14 @@ def _replace(lines: list[str], start: int, length: int, new: tuple[str, ...]) ->
     return "".join(lines[:start]) + "".join(new) + "".join(lines[start + length :])
 
 
+def effective_min_confidence(resolver: Resolver | None, min_confidence: float | None) -> float:
+    """``min_confidence`` if given, else the resolver's own (e.g. a calibrated threshold), else
+    :data:`DEFAULT_MIN_CONFIDENCE`."""
+    if min_confidence is None:
+        min_confidence = getattr(resolver, "min_confidence", None)
+    return DEFAULT_MIN_CONFIDENCE if min_confidence is None else min_confidence
+
+
 def decide(
     chunks: list,
     reports: list[HunkReport],
@@ -129,10 +137,7 @@ def decide(
     checks_syntax = getattr(resolver, "checks_syntax", True) and check.lang is not None
     with_ours = _substitute(chunks, [], "ours")
     ours_errors: int | None = None
-    if min_confidence is None:
-        min_confidence = getattr(resolver, "min_confidence", None)
-    if min_confidence is None:
-        min_confidence = DEFAULT_MIN_CONFIDENCE
+    min_confidence = effective_min_confidence(resolver, min_confidence)
     many = getattr(resolver, "resolve_many", None)
     if many is not None:
         resolutions = list(many([r.hunk for r in reports]))

@@ -22,6 +22,15 @@ import click
 @click.option(
     "--out", "out_path", type=click.Path(dir_okay=False), help="[MODEL_DIR/calibration.json]"
 )
+@click.option(
+    "--hunks/--no-hunks",
+    default=True,
+    show_default=True,
+    help="Then fit the route weights and the threshold on real validation hunks "
+    "(splice.models.hunk_calibration); else the threshold comes from labelled pieces.",
+)
+@click.option("--data", default="../shared/data/merges", show_default=True)
+@click.option("--per-repo", type=int, help="Validation files per repository for --hunks.")
 def calibrate_command(
     model_dir: str,
     val_npz: str,
@@ -29,8 +38,12 @@ def calibrate_command(
     token_weight: float,
     max_examples: int | None,
     out_path: str | None,
+    hunks: bool,
+    data: str,
+    per_repo: int | None,
 ) -> None:
-    """Temperature scaling, ECE before/after, and the threshold reaching --target-precision."""
+    """Temperature scaling, ECE before/after, route weights and the threshold reaching
+    --target-precision on validation hunks."""
     from splice.models.calibrate import calibrate
 
     if not (Path(model_dir) / "model.onnx").is_file():
@@ -56,4 +69,37 @@ def calibrate_command(
         f"(target {r.target_precision:.0%}), coverage {r.coverage:.1%} of {r.n_hunks} "
         "labelled validation hunks"
     )
-    click.echo(f"wrote {Path(out_path) if out_path else Path(model_dir) / 'calibration.json'}")
+    target_path = Path(out_path) if out_path else Path(model_dir) / "calibration.json"
+    if hunks:
+        _calibrate_hunks(model_dir, target_path, data, per_repo, target_precision)
+    click.echo(f"wrote {target_path}")
+
+
+def _calibrate_hunks(
+    model_dir: str, path: Path, data: str, per_repo: int | None, target: float
+) -> None:
+    """Fit weights and threshold on validation hunks; merge them into ``path``."""
+    import json
+
+    from splice.dataset import iter_records
+    from splice.models.hunk_calibration import collect, fit
+    from splice.models.onnx_resolver import NeuralResolver
+
+    calib = json.loads(path.read_text(encoding="utf-8"))
+    resolver = NeuralResolver(model_dir)
+    resolver.calibration = resolver.calibration.__class__.from_json(calib)
+    rows = collect(iter_records(data, split="val", per_repo_limit=per_repo), resolver)
+    if not rows:
+        raise click.ClickException(f"no located validation hunks in {data}")
+    report = fit(rows, target)
+    calib.update(report)
+    calib["notes"] = "threshold and route weights fitted on validation hunks (hunk_calibration)"
+    path.write_text(json.dumps(calib, indent=2) + "\n", encoding="utf-8")
+    click.echo(
+        f"hunks: {report['n_hunks']}; weights token {report['token_weight']}, clean "
+        f"{report['clean_weight']}; top-1 {report['hunk_top1']:.1%} (default weights "
+        f"{report['hunk_top1_default_weights']:.1%}), top-3 {report['hunk_top3']:.1%}; threshold "
+        f"{report['threshold']:.4f}: precision {report['hunk_precision_at_threshold']:.1%}, "
+        f"coverage {report['hunk_coverage']:.1%}; hunk ECE {report['hunk_ece_default_weights']:.4f}"
+        f" -> {report['hunk_ece']:.4f}"
+    )

@@ -26,6 +26,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "train": "splice.train_command:train_command",
     "export-onnx": "splice.export_command:export_command",
     "calibrate": "splice.calibrate_command:calibrate_command",
+    "lsp": "splice.lsp_command:lsp_command",
 }
 
 
@@ -144,12 +145,16 @@ def mergetool(
 @click.option("--no-backup", is_flag=True, help="Do not keep PATH.orig.")
 @click.option("--resolver", "resolver", default=_DEFAULT_RESOLVER, show_default=True)
 @click.option("--min-confidence", type=float, help="Apply only resolutions at least this sure.")
+@click.option(
+    "--explain", is_flag=True, help="Print each conflict's outcome and top-3 suggestions."
+)
 def resolve(
     paths: tuple[str, ...],
     dry_run: bool,
     no_backup: bool,
     resolver: str,
     min_confidence: float | None,
+    explain: bool,
 ) -> None:
     """Resolve conflict markers already in files (default: the repository's unmerged files)."""
     from splice.resolve_files import run_resolve
@@ -161,6 +166,7 @@ def resolve(
             backup=not no_backup,
             resolver=resolver,
             min_confidence=_confidence(min_confidence),
+            explain_to=explain,
         )
     )
 

@@ -21,17 +21,28 @@ import difflib
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from splice.config import DEFAULT_RESOLVER
 
 if TYPE_CHECKING:
     from splice.resolver.markers import ParsedConflict
-    from splice.resolver.resolvers import Resolver
+    from splice.resolver.resolvers import Resolver, Suggestion
 
 #: Lines of context given to the resolver on each side of a conflict (as the pipeline does).
 CONTEXT_LINES = 64
+
+
+@dataclass
+class ConflictReport:
+    """What happened to one conflict: its first line, whether it was resolved and why not, and
+    the resolver's top suggestions (for ``--explain`` and the language server)."""
+
+    line: int
+    applied: bool
+    reason: str
+    suggestions: tuple[Suggestion, ...] = ()
 
 
 @dataclass
@@ -41,6 +52,7 @@ class FileOutcome:
     text: str
     total: int = 0
     resolved: int = 0
+    reports: list[ConflictReport] = field(default_factory=list)
 
     @property
     def clean(self) -> bool:
@@ -105,6 +117,7 @@ def resolve_text(
     from splice.resolver.chunks import Conflict
     from splice.resolver.languages import language_for_path
     from splice.resolver.markers import parse
+    from splice.resolver.pipeline import effective_min_confidence
     from splice.resolver.resolvers import Hunk
 
     if lang is None:
@@ -134,14 +147,22 @@ def resolve_text(
     ours_view = views["ours"]
     full = {name: "".join(view) for name, view in views.items()}
 
+    threshold = effective_min_confidence(resolver, min_confidence)
     applied: dict[int, tuple[str, ...]] = {}
+    reports: list[ConflictReport] = []
     for i, c in enumerate(conflicts):
+        report = ConflictReport(c.start + 1, False, "")
+        reports.append(report)
         base = c.base if c.base is not None else bases.get(i)
         if base is None:
             if same_up_to_whitespace(c.ours, c.theirs):
                 applied[i] = c.ours
+                report.applied, report.reason = True, "both sides equal up to whitespace"
+            else:
+                report.reason = "no base section and no index stages: only equal sides resolve"
             continue
         if resolver is None:
+            report.reason = "no resolver"
             continue
         start, end = spans[i]
         hunk = Hunk(
@@ -151,15 +172,26 @@ def resolve_text(
             after=tuple(ours_view[end : end + CONTEXT_LINES]),
             path=path,
         )
-        chosen = resolver.resolve(hunk).chosen
+        resolution = resolver.resolve(hunk)
+        report.suggestions = tuple(resolution.suggestions)
+        chosen = resolution.chosen
         if chosen is None:
+            report.reason = "no suggestion"
             continue
-        if min_confidence is not None and chosen.confidence < min_confidence:
-            continue
-        candidate = "".join(ours_view[:start]) + "".join(chosen.lines) + "".join(ours_view[end:])
-        if _adds_parse_error(candidate, full["base"], full["ours"], full["theirs"], lang):
-            continue
-        applied[i] = tuple(chosen.lines)
+        tried = [chosen, *(s for s in resolution.suggestions if s.lines != chosen.lines)]
+        report.reason = f"confidence {chosen.confidence:.2f} below {threshold:.2f}"
+        for answer in tried:
+            if answer.confidence < threshold:
+                continue
+            candidate = "".join(ours_view[:start]) + "".join(answer.lines)
+            candidate += "".join(ours_view[end:])
+            if _adds_parse_error(candidate, full["base"], full["ours"], full["theirs"], lang):
+                report.reason = "adds a parse error"
+                continue
+            applied[i] = tuple(answer.lines)
+            report.applied = True
+            report.reason = f"applied: {answer.explanation} (confidence {answer.confidence:.2f})"
+            break
 
     out: list[str] = []
     k = 0
@@ -169,7 +201,20 @@ def resolve_text(
             continue
         out.append("".join(applied[k]) if k in applied else piece.text())
         k += 1
-    return FileOutcome("".join(out), total=len(conflicts), resolved=len(applied))
+    return FileOutcome("".join(out), len(conflicts), len(applied), reports)
+
+
+def explain(path: str, outcome: FileOutcome, top_k: int = 3) -> str:
+    """Human-readable lines: each conflict, what happened, and its top suggestions."""
+    lines = []
+    for r in outcome.reports:
+        state = "resolved" if r.applied else "kept markers"
+        lines.append(f"{path}:{r.line}: {state}: {r.reason}")
+        for k, s in enumerate(r.suggestions[:top_k], start=1):
+            head = s.lines[0].rstrip("\r\n") if s.lines else "(empty)"
+            more = f" (+{len(s.lines) - 1} lines)" if len(s.lines) > 1 else ""
+            lines.append(f"  {k}. {s.confidence:.2f} {s.explanation}: {head!r}{more}")
+    return "\n".join(lines)
 
 
 def _git(args: list[str], cwd: str | None = None) -> subprocess.CompletedProcess[bytes]:
@@ -209,6 +254,7 @@ def run_resolve(
     backup: bool = True,
     resolver: str = DEFAULT_RESOLVER,
     min_confidence: float | None = None,
+    explain_to: bool = False,
 ) -> int:
     """Resolve ``paths`` (default: the unmerged files); exit 0 all resolved, 1 not, 2 bad input."""
     status = 0
@@ -255,6 +301,8 @@ def run_resolve(
         if outcome.total == 0:
             print(f"splice: {path}: no conflict markers", file=sys.stderr)
             continue
+        if explain_to:
+            print(explain(path, outcome))
         n = outcome.total
         print(
             f"splice: {path}: {outcome.resolved} of {n} conflict{'s' * (n != 1)} resolved",

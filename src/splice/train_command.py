@@ -44,9 +44,9 @@ def _example_sets(
 @click.option("--batch-size", type=int, default=32, show_default=True)
 @click.option("--lr", type=float, default=5e-4, show_default=True)
 @click.option("--hidden", type=int, default=192, show_default=True)
-@click.option("--layers", type=int, default=3, show_default=True)
+@click.option("--layers", type=int, default=4, show_default=True)
 @click.option("--heads", type=int, default=4, show_default=True)
-@click.option("--max-len", type=int, default=128, show_default=True)
+@click.option("--max-len", type=int, default=192, show_default=True)
 @click.option("--minutes", type=float, help="Time budget; stops cleanly when spent.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.")
@@ -56,6 +56,19 @@ def _example_sets(
 @click.option("--threads", type=int, default=2, show_default=True)
 @click.option("--no-class-weights", is_flag=True, help="Unweighted loss (default: weighted).")
 @click.option("--bf16", is_flag=True, help="bfloat16 autocast for training steps (faster on CPU).")
+@click.option(
+    "--device",
+    type=click.Choice(["cpu", "cuda", "auto"]),
+    default="cpu",
+    show_default=True,
+    help="Where to train (auto: CUDA when available). Nothing needs a GPU.",
+)
+@click.option(
+    "--init",
+    "init_from",
+    type=click.Path(file_okay=False, exists=True),
+    help="Start from a saved model, e.g. the masked-LM pretrained body (splice.models.pretrain).",
+)
 def train_command(
     data: str,
     out_dir: str,
@@ -80,6 +93,8 @@ def train_command(
     threads: int,
     no_class_weights: bool,
     bf16: bool,
+    device: str,
+    init_from: str | None,
 ) -> None:
     """Train the merge-pattern classifier; the best model by validation lands in OUT."""
     from splice.models.configuration import SpliceConfig
@@ -121,6 +136,8 @@ def train_command(
         max_val_examples=max_val or None,
         num_threads=threads,
         bf16=bf16,
+        device=device,
+        init_from=init_from,
     )
     stop = " (time budget)" if result.stopped_by_time else ""
     click.echo(

@@ -1,0 +1,102 @@
+"""Hover on a conflict: what each side changed against the base, token by token, and the top-3
+candidates with their probabilities, in Markdown."""
+
+from __future__ import annotations
+
+from lsprotocol import types
+from splice.lsp.analysis import Analysis, ConflictView
+
+#: Token edits listed per side, and token conflicts listed, at most.
+MAX_EDITS = 8
+#: Characters of a token run shown.
+MAX_CHARS = 60
+
+
+def code(text: str) -> str:
+    """``text`` as a one-line Markdown code span (line breaks shown as ``↵``, long runs cut)."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "↵")
+    if len(text) > MAX_CHARS:
+        text = text[: MAX_CHARS - 1] + "…"
+    if not text:
+        return "*nothing*"
+    run = longest = 0
+    for ch in text:
+        run = run + 1 if ch == "`" else 0
+        longest = max(longest, run)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") or text.strip() != text else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def side_edits(base: tuple[str, ...], side: tuple[str, ...]) -> list[str]:
+    """One Markdown item per token edit turning ``base`` into ``side``."""
+    from splice.resolver.seqdiff import opcodes
+
+    out = []
+    for op in opcodes(base, side):
+        old, new = "".join(base[op.a1 : op.a2]), "".join(side[op.b1 : op.b2])
+        if op.tag == "replace":
+            out.append(f"replaced {code(old)} with {code(new)}")
+        elif op.tag == "delete":
+            out.append(f"deleted {code(old)}")
+        elif op.tag == "insert":
+            out.append(f"inserted {code(new)}")
+    return out
+
+
+def token_view(view: ConflictView, lang: str | None) -> list[str]:
+    """Markdown lines: each side's token edits, then how the token-level merge ends."""
+    from splice.resolver.chunks import Conflict
+    from splice.resolver.tokenmerge import hunk_tokens, merge_hunk
+
+    if view.base is None:
+        return ["*No base in the markers (merge style): no token view. Use diff3 markers.*"]
+    where = " (from git's index)" if view.base_from_index else ""
+    lines = [f"**Token changes against the base{where}**", ""]
+    tokens = hunk_tokens(view.conflict, lang)
+    for name, side in (("ours", tokens.ours), ("theirs", tokens.theirs)):
+        changes = side_edits(tokens.base, side)
+        shown = "; ".join(changes[:MAX_EDITS]) or "no change"
+        more = f" (and {len(changes) - MAX_EDITS} more)" if len(changes) > MAX_EDITS else ""
+        lines.append(f"- *{name}*: {shown}{more}")
+    clashes = [c for c in merge_hunk(view.conflict, lang) if isinstance(c, Conflict)]
+    lines.append("")
+    if not clashes:
+        lines.append("Token-level merge: **clean** (the sides changed different tokens).")
+    else:
+        n = len(clashes)
+        lines.append(f"Token-level merge: **{n} token conflict{'s' * (n != 1)}**")
+        for c in clashes[:MAX_EDITS]:
+            base, ours, theirs = ("".join(u) for u in (c.base, c.ours, c.theirs))
+            lines.append(f"- base {code(base)} → ours {code(ours)} / theirs {code(theirs)}")
+    return lines
+
+
+def candidate_table(view: ConflictView) -> list[str]:
+    if not view.candidates:
+        return ["**Candidates**: none (the resolver abstained)."]
+    lines = ["**Candidates**", "", "| # | resolution | probability | first line |"]
+    lines.append("|---|---|---|---|")
+    for rank, c in enumerate(view.candidates, 1):
+        first = next((ln for ln in c.lines if ln.strip()), "")
+        mark = " ✓" if c is view.confident else ""
+        cell = code(first.strip()).replace("|", "\\|")
+        lines.append(f"| {rank} | {c.name}{mark} | {c.confidence:.2f} | {cell} |")
+    return lines
+
+
+def markdown(analysis: Analysis, view: ConflictView) -> str:
+    n = len(analysis.conflicts)
+    style = view.marked.style
+    head = f"### Splice: conflict {view.index + 1} of {n} ({style} markers)"
+    body = [head, "", *token_view(view, analysis.lang), "", *candidate_table(view)]
+    body += ["", f"Confidence threshold: {view.threshold:.2f}"]
+    return "\n".join(body)
+
+
+def hover(analysis: Analysis, line: int) -> types.Hover | None:
+    view = analysis.at(line)
+    if view is None:
+        return None
+    content = types.MarkupContent(kind=types.MarkupKind.Markdown, value=markdown(analysis, view))
+    return types.Hover(contents=content, range=view.range)

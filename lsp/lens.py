@@ -1,0 +1,30 @@
+"""CodeLens: one per conflict, showing the top suggestion; running it applies the suggestion."""
+
+from __future__ import annotations
+
+from lsprotocol import types
+from splice.lsp.analysis import Analysis, ConflictView
+
+#: The command a lens runs: arguments are the document URI and the conflict's opening line.
+APPLY = "splice.applySuggestion"
+
+
+def title(view: ConflictView) -> str:
+    top = view.top
+    if top is None:
+        return "Splice: no suggestion"
+    return f"Splice: apply {top.name} (confidence {top.confidence:.2f})"
+
+
+def lens(analysis: Analysis, view: ConflictView) -> types.CodeLens:
+    start = view.range.start
+    command = types.Command(title=title(view), command="")
+    if view.top is not None:
+        command = types.Command(
+            title=title(view), command=APPLY, arguments=[analysis.uri, view.first_line]
+        )
+    return types.CodeLens(range=types.Range(start, start), command=command)
+
+
+def lenses(analysis: Analysis) -> list[types.CodeLens]:
+    return [lens(analysis, view) for view in analysis.conflicts]

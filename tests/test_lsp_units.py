@@ -1,0 +1,128 @@
+"""The language server's pieces without a client: positions, settings, analysis, hover text."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from conftest import GitRepo
+from lsprotocol import types
+from splice.lsp import diagnostics, hover
+from splice.lsp.analysis import Analysis, analyze
+from splice.lsp.engine import Engine
+from splice.lsp.positions import LineIndex, char_units
+from splice.lsp.settings import Settings
+
+DIFF3 = "a\n<<<<<<< ours\nx = 1\n||||||| base\nx = 0\n=======\nx = 2\n>>>>>>> theirs\nb\n"
+
+
+def _analyze(text: str, resolver: str = "token-merge", path: str = "f.py", **kw) -> Analysis:
+    engine = Engine(Settings(resolver=resolver), print)
+    return analyze(text, uri="file:///f", version=1, path=path, engine=engine, threshold=0.5, **kw)
+
+
+def test_line_index_follows_the_lsp_line_rules() -> None:
+    text = "a\r\nb\rc\nd😀e"
+    index = LineIndex(text)
+    assert index.starts == [0, 3, 5, 7]
+    assert index.position(len(text)) == types.Position(3, 4)  # the emoji is 2 UTF-16 units
+    assert LineIndex(text, types.PositionEncodingKind.Utf8).position(len(text)).character == 6
+    assert char_units("😀", types.PositionEncodingKind.Utf32) == 1
+
+
+def test_conflict_ranges_with_lone_cr_and_crlf() -> None:
+    text = "x\ry\n" + DIFF3.replace("\n", "\r\n")
+    (view,) = _analyze(text).conflicts
+    assert view.first_line == 3  # "x\r" is a line of its own for the editor
+    assert view.range.end == types.Position(10, 0)
+    assert text[view.start : view.end].startswith("<<<<<<< ours\r\n")
+    assert text[view.start : view.end].endswith(">>>>>>> theirs\r\n")
+
+
+def test_conflict_at_end_of_file_without_newline() -> None:
+    text = DIFF3[:-3]  # no "b", no final newline
+    (view,) = _analyze(text).conflicts
+    assert view.end == len(text)
+    assert view.range.end == types.Position(7, len(">>>>>>> theirs"))
+
+
+def test_settings_accept_sections_and_report_bad_values() -> None:
+    new, problems = Settings().updated(
+        {"splice": {"confidenceThreshold": 0.7, "diagnostics": "no", "modelPath": "/m"}}
+    )
+    assert new.confidence_threshold == 0.7 and new.model_path == "/m" and new.diagnostics
+    assert len(problems) == 1 and "diagnostics" in problems[0]
+    assert Settings().updated(None) == (Settings(), [])
+    assert Settings().updated({"confidenceThreshold": True})[1]
+
+
+def test_suggestions_are_named_and_ranked() -> None:
+    (view,) = _analyze(DIFF3, resolver="theirs").conflicts
+    assert [c.name for c in view.candidates] == ["theirs"]
+    assert view.confident is not None
+    assert diagnostics.message(view) == (
+        "Merge conflict: suggested resolution theirs (confidence 1.00)"
+    )
+
+
+def test_merge_style_without_base() -> None:
+    same = "<<<<<<< ours\nx = 1  \n=======\nx = 1\n>>>>>>> theirs\n"
+    (view,) = _analyze(same).conflicts
+    assert view.base is None and [c.name for c in view.candidates] == ["ours"]
+    other = same.replace("x = 1\n>", "x = 2\n>")
+    (view,) = _analyze(other).conflicts
+    assert view.candidates == ()
+    assert "no confident suggestion (no base" in diagnostics.message(view)
+    assert "No base in the markers" in hover.markdown(_analyze(other), view)
+
+
+def test_merge_style_takes_the_base_from_git_index(git_repo: GitRepo) -> None:
+    base, ours, theirs = "a\nx = 0\nb\n", "a\nx = 1\nb\n", "a\nx = 2\nb\n"
+    git_repo.conflict_branches({"f.py": (base, ours, theirs)})
+    assert git_repo.merge().returncode == 1
+    from splice.resolve_files import index_stages
+
+    path = str(git_repo.path / "f.py")
+    text = git_repo.read("f.py").decode()
+    (view,) = _analyze(text, resolver="theirs", stages=lambda: index_stages(path)).conflicts
+    assert view.base == ("x = 0\n",) and view.base_from_index
+    assert view.top is not None and view.top.text == "x = 2\n"
+
+
+def test_fix_all_skips_suggestions_that_add_parse_errors() -> None:
+    text = (
+        "def f():\n<<<<<<< ours\n    return 1\n||||||| base\n    return 0\n=======\n"
+        "    return (\n>>>>>>> theirs\n"
+    )
+    found = _analyze(text, resolver="theirs")
+    assert found.conflicts[0].confident is not None
+    assert found.fix_all == []
+    assert [v.index for v, _ in _analyze(DIFF3, resolver="theirs").fix_all] == [0]
+
+
+def test_hover_code_spans() -> None:
+    assert hover.code("a`b") == "``a`b``"
+    assert hover.code("x\n") == "`x↵`"
+    assert hover.code("") == "*nothing*"
+    (view,) = _analyze(DIFF3).conflicts
+    text = hover.markdown(_analyze(DIFF3), view)
+    assert "replaced `0` with `1`" in text and "replaced `0` with `2`" in text
+
+
+def test_server_module_imports_no_torch() -> None:
+    code = (
+        "import sys, splice.lsp.server as s, splice.config as c; c.load_resolver('auto');"
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("size", [7, 9, 12])
+def test_any_marker_size(size: int) -> None:
+    text = DIFF3
+    for ch in "<|=>":
+        text = text.replace(ch * 7, ch * size)
+    (view,) = _analyze(text).conflicts
+    assert view.marked.marker_size == size

@@ -27,6 +27,8 @@ LAZY_COMMANDS: dict[str, str] = {
     "export-onnx": "splice.export_command:export_command",
     "calibrate": "splice.calibrate_command:calibrate_command",
     "lsp": "splice.lsp_command:lsp_command",
+    "ci": "splice.ci:ci_command",
+    "mine": "splice.mine:mine_command",
 }
 
 
@@ -174,11 +176,12 @@ def resolve(
 @main.command()
 @click.option("--global", "global_", is_flag=True, help="Install for the user, not the repo.")
 @click.option("--languages", help="Comma-separated languages or extensions (e.g. py,java).")
-def install(global_: bool, languages: str | None) -> None:
+@click.option("--hooks", is_flag=True, help="Also install the pre-commit and post-merge hooks.")
+def install(global_: bool, languages: str | None, hooks: bool) -> None:
     """Register the merge driver and mergetool, and route the languages' files to it."""
     from splice.install import install as do_install
 
-    sys.exit(do_install(global_=global_, languages=languages))
+    sys.exit(do_install(global_=global_, languages=languages, hooks=hooks))
 
 
 @main.command()

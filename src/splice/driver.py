@@ -267,4 +267,18 @@ def run(req: MergeRequest, output: str, *, name: str | None = None) -> int:
                 print(f"splice: {label}: cannot write ({exc.strerror})", file=sys.stderr)
                 return 1
     print(f"splice: {label}: {result.message}", file=sys.stderr)
+    log_outcome(label, result)
     return result.exit_code
+
+
+def log_outcome(label: str, result: MergeResult) -> None:
+    """Note a merge with conflicts for the post-merge hook (``splice.hooks.merge_log``: only where
+    ``splice install --hooks`` made its folder); any failure is ignored."""
+    if result.exit_code == 0 and not result.resolved:
+        return
+    try:
+        from splice.hooks.merge_log import append
+
+        append(label, result.exit_code, result.conflicts, result.resolved, result.message)
+    except Exception:  # logging must never change a merge's result
+        pass

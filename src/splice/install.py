@@ -6,6 +6,7 @@ Install writes, in the repository's configuration (or the user's with ``--global
 repository's ``.gitattributes`` (or, with ``--global``, the file ``core.attributesFile`` names,
 ``~/.config/git/attributes`` by default, which it then sets). What it changed is recorded under
 ``splice.installed.*`` so that uninstall removes exactly that and nothing else. Both are idempotent.
+``--hooks`` also installs the git hooks of :mod:`splice.hooks.git_hooks` (uninstall removes them).
 
 git passes the labels %S/%X/%Y to drivers only from 2.44 on (older versions pass the literal
 text), so the ``-s %S -x %X -y %Y`` options are written only for git >= 2.44.
@@ -148,9 +149,12 @@ class _Setup:
         return Path(xdg) / "git" / "attributes", True
 
 
-def install(*, global_: bool = False, languages: str | None = None) -> int:
-    """Install; prints each change (or that there was none). Returns the exit status."""
+def install(*, global_: bool = False, languages: str | None = None, hooks: bool = False) -> int:
+    """Install (with ``hooks``, the git hooks too); prints each change (or that there was none).
+    Returns the exit status."""
     try:
+        if hooks and global_:
+            raise InstallError("--hooks installs into one repository: leave out --global")
         setup = _Setup(global_)
         extensions = extensions_for(languages)
         changes: list[str] = []
@@ -181,6 +185,13 @@ def install(*, global_: bool = False, languages: str | None = None) -> int:
             verb = "updated" if block is not None else "added"
             patterns = " ".join(f"*{e}" for e in extensions)
             changes.append(f"{verb} {path}: {patterns} merge={TOOL_NAME}")
+        if hooks:
+            from splice.hooks.git_hooks import HookError, install_hooks
+
+            try:
+                changes += install_hooks()
+            except HookError as exc:
+                raise InstallError(str(exc)) from exc
     except (InstallError, OSError) as exc:
         print(f"splice: error: {exc}", file=sys.stderr)
         return 2
@@ -226,6 +237,13 @@ def uninstall(*, global_: bool = False) -> int:
             setup.unset("core.attributesFile")
             changes.append("unset core.attributesFile")
         _git("config", setup.scope, "--remove-section", RECORD, check=False)
+        if not global_:
+            from splice.hooks.git_hooks import HookError, uninstall_hooks
+
+            try:
+                changes += uninstall_hooks()
+            except HookError as exc:
+                raise InstallError(str(exc)) from exc
     except (InstallError, OSError) as exc:
         print(f"splice: error: {exc}", file=sys.stderr)
         return 2

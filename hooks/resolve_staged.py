@@ -1,0 +1,61 @@
+"""``splice-resolve``: resolve the conflicts Splice is sure of in the given (staged) files.
+
+Files with conflict markers are resolved in place by ``splice resolve``'s engine; conflicts below
+the confidence threshold keep their markers. Exit 1 when a file was changed (stage it again) or
+conflicts remain, as pre-commit's fixers do; 0 when there was nothing to do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+def resolve_files(
+    paths: Sequence[str], *, resolver: str = "auto", min_confidence: float | None = None
+) -> int:
+    from splice.config import load_resolver
+    from splice.driver import write_atomic
+    from splice.resolve_files import index_stages, resolve_text
+
+    engine = None
+    status = 0
+    for path in paths:
+        try:
+            with open(path, "rb") as fh:
+                raw = fh.read()
+            text = raw.decode("utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
+        if "<" * 7 not in text:
+            continue
+        if engine is None:
+            engine = load_resolver(resolver)
+        outcome = resolve_text(
+            text, engine, path=path, min_confidence=min_confidence, stages=index_stages(path)
+        )
+        if outcome.total == 0:
+            continue
+        print(f"{path}: {outcome.resolved} of {outcome.total} conflict(s) resolved")
+        for report in outcome.reports:
+            if not report.applied:
+                print(f"{path}:{report.line}: left for a human: {report.reason}")
+        if outcome.resolved:
+            write_atomic(path, outcome.text.encode("utf-8"))
+        if outcome.resolved or not outcome.clean:
+            status = 1
+    return status
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="splice-resolve", description=__doc__)
+    parser.add_argument("files", nargs="*")
+    parser.add_argument("--resolver", default="auto")
+    parser.add_argument("--min-confidence", type=float)
+    args = parser.parse_args(argv)
+    return resolve_files(args.files, resolver=args.resolver, min_confidence=args.min_confidence)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -11,9 +11,11 @@ validation repositories):
    it equals the human resolution (whitespace ignored, as in ``splice eval``).
 2. :func:`fit` picks ``token_weight`` (hunks with token conflicts) and ``clean_weight`` (hunks
    whose token merge is clean) on a grid, for the best top-1 accuracy (ties: lower log loss),
-   then the lowest confidence threshold at which the answered hunks are at least 95% right.
-   It reports top-1 / top-3, coverage and precision at the threshold, and the hunk-level expected
-   calibration error with the default weights (0.5, 0.5) and with the fitted ones.
+   then maps the top candidate's score to a probability of being right by Platt scaling
+   (``sigmoid(a * logit(score) + b)``, fitted by log loss on the hunks), and picks the lowest
+   calibrated confidence at which the answered hunks are at least 95% right. It reports top-1 /
+   top-3, coverage and precision at the threshold, and the hunk-level expected calibration error
+   before (raw mixture scores, default weights) and after (fitted weights and Platt map).
 """
 
 from __future__ import annotations
@@ -40,15 +42,21 @@ class HunkCandidates:
     clean: bool
     has_token: bool
     right: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    #: The token-merge policy's answer: its confidence (0: none) and whether it is right.
+    policy_conf: float = 0.0
+    policy_right: bool = False
 
 
 def collect(records: Iterable[dict[str, Any]], resolver: Any) -> list[HunkCandidates]:
-    """Candidates of every located conflict hunk of ``records`` (see module doc)."""
+    """Candidates of every located conflict hunk of ``records`` (see module doc), with the
+    token-merge policy's answer for the ``auto`` combination."""
     from splice.resolver.chunks import split_lines
     from splice.resolver.pipeline import find_hunks
+    from splice.resolver.policy import SafeTokenMerge
 
     from splice.evaluation import locate_resolutions, normalize
 
+    policy = SafeTokenMerge()
     out: list[HunkCandidates] = []
     for record in records:
         lang = record.get("lang") or "unknown"
@@ -60,8 +68,9 @@ def collect(records: Iterable[dict[str, Any]], resolver: Any) -> list[HunkCandid
             ranked = resolver.candidates_many([h for h, _ in located]) if located else []
         except RecursionError:  # pathological input: skipped, as splice eval does
             continue
-        for (_, truth), cands in zip(located, ranked, strict=True):
+        for (hunk, truth), cands in zip(located, ranked, strict=True):
             key = normalize("".join(truth))
+            answer = policy.resolve(hunk).chosen
             out.append(
                 HunkCandidates(
                     lang=lang,
@@ -71,6 +80,8 @@ def collect(records: Iterable[dict[str, Any]], resolver: Any) -> list[HunkCandid
                     clean=any(c.clean for c in cands),
                     has_token=any(c.token_p > 0 and not c.clean for c in cands),
                     right=np.array([normalize("".join(c.lines)) == key for c in cands]),
+                    policy_conf=answer.confidence if answer else 0.0,
+                    policy_right=bool(answer) and normalize("".join(answer.lines)) == key,
                 )
             )
     return out
@@ -111,6 +122,30 @@ def log_loss(hunks: Sequence[HunkCandidates], token_weight: float, clean_weight:
     return total / max(len(hunks), 1)
 
 
+def platt(score: np.ndarray, a: float, b: float) -> np.ndarray:
+    """``sigmoid(a * logit(score) + b)``, scores clipped to [1e-6, 1 - 1e-6]."""
+    p = np.clip(np.asarray(score, dtype=np.float64), 1e-6, 1 - 1e-6)
+    return 1.0 / (1.0 + np.exp(-(a * np.log(p / (1 - p)) + b)))
+
+
+def fit_platt(score: np.ndarray, right: np.ndarray, iters: int = 200) -> tuple[float, float]:
+    """(a, b) minimising the log loss of :func:`platt` on (score, right), by Newton's method."""
+    p = np.clip(np.asarray(score, dtype=np.float64), 1e-6, 1 - 1e-6)
+    x = np.log(p / (1 - p))
+    y = np.asarray(right, dtype=np.float64)
+    a, b = 1.0, 0.0
+    for _ in range(iters):
+        q = 1.0 / (1.0 + np.exp(-(a * x + b)))
+        g = np.array([np.sum((q - y) * x), np.sum(q - y)])
+        w = q * (1 - q) + 1e-9
+        h = np.array([[np.sum(w * x * x), np.sum(w * x)], [np.sum(w * x), np.sum(w)]])
+        step = np.linalg.solve(h + 1e-6 * np.eye(2), g)
+        a, b = a - step[0], b - step[1]
+        if np.abs(step).max() < 1e-9:
+            break
+    return float(a), float(b)
+
+
 def fit(hunks: Sequence[HunkCandidates], target: float = TARGET_PRECISION) -> dict[str, Any]:
     """Route weights, threshold and the report of the module doc."""
     from splice.models.calibrate import ece, select_threshold
@@ -132,8 +167,17 @@ def fit(hunks: Sequence[HunkCandidates], target: float = TARGET_PRECISION) -> di
 
     wt, wc = best_weight(tok, True), best_weight(cln, False)
     conf0, right0, _ = outcomes(hunks, 0.5, 0.5)
-    conf, right, rank = outcomes(hunks, wt, wc)
+    raw, right, rank = outcomes(hunks, wt, wc)
+    a, b = fit_platt(raw, right) if len(hunks) else (1.0, 0.0)
+    conf = platt(raw, a, b)
     thr, prec, cov, n_at = select_threshold(conf, right, target)
+    # auto: the more confident of the policy's answer and the model's top candidate
+    pconf = np.array([h.policy_conf for h in hunks])
+    pright = np.array([h.policy_right for h in hunks])
+    use_policy = pconf >= conf
+    auto_conf = np.where(use_policy, pconf, conf)
+    auto_right = np.where(use_policy, pright, right)
+    a_thr, a_prec, a_cov, a_n = select_threshold(auto_conf, auto_right, target)
     langs = sorted({h.lang for h in hunks})
     per_lang = {}
     for lang in langs:
@@ -149,6 +193,8 @@ def fit(hunks: Sequence[HunkCandidates], target: float = TARGET_PRECISION) -> di
     return {
         "token_weight": float(wt),
         "clean_weight": float(wc),
+        "platt_a": a,
+        "platt_b": b,
         "threshold": float(thr),
         "target_precision": target,
         "hunk_precision_at_threshold": prec,
@@ -158,7 +204,15 @@ def fit(hunks: Sequence[HunkCandidates], target: float = TARGET_PRECISION) -> di
         "hunk_top1": float(right.mean()) if len(hunks) else 0.0,
         "hunk_top3": float(((rank > 0) & (rank <= 3)).mean()) if len(hunks) else 0.0,
         "hunk_top1_default_weights": float(right0.mean()) if len(hunks) else 0.0,
-        "hunk_ece_default_weights": ece(conf0, right0),
-        "hunk_ece": ece(conf, right),
+        "hunk_ece_before": ece(conf0, right0),
+        "hunk_ece_after": ece(conf, right),
+        "auto_threshold": float(a_thr),
+        "auto_precision_at_threshold": a_prec,
+        "auto_coverage": a_cov,
+        "auto_top1": float(auto_right.mean()) if len(hunks) else 0.0,
+        "policy_coverage_085": float((pconf >= 0.85).mean()) if len(hunks) else 0.0,
+        "policy_precision_085": float(pright[pconf >= 0.85].mean())
+        if (pconf >= 0.85).any()
+        else 0.0,
         "per_language": per_lang,
     }

@@ -34,6 +34,7 @@ calibrated ``threshold`` (the resolver's ``min_confidence``) unless the caller s
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -78,6 +79,11 @@ class Calibration:
     token_weight: float = 0.5
     #: Mixture weight of a clean token merge against the hunk route (module docstring).
     clean_weight: float = 0.5
+    #: Platt map of a candidate's mixture score to its confidence (1, 0: the score itself).
+    platt_a: float = 1.0
+    platt_b: float = 0.0
+    #: Threshold of the ``auto`` combination with the token-merge policy (None: ``threshold``).
+    auto_threshold: float | None = None
     #: Sequence length the pieces are encoded to.
     max_len: int = 128
 
@@ -96,7 +102,31 @@ class Calibration:
             )
         if thr is not None and not 0.0 <= float(thr) <= 1.0:
             raise ValueError(f"threshold {thr} outside [0, 1]")
-        return cls(t, None if thr is None else float(thr), w, wc, max_len)
+        a, b = float(data.get("platt_a", 1.0)), float(data.get("platt_b", 0.0))
+        if not a > 0:
+            raise ValueError(f"platt_a {a} must be positive (the map must keep the order)")
+        auto = data.get("auto_threshold")
+        if auto is not None and not 0.0 <= float(auto) <= 1.0:
+            raise ValueError(f"auto_threshold {auto} outside [0, 1]")
+        thr = None if thr is None else float(thr)
+        return cls(
+            temperature=t,
+            threshold=thr,
+            token_weight=w,
+            clean_weight=wc,
+            max_len=max_len,
+            platt_a=a,
+            platt_b=b,
+            auto_threshold=None if auto is None else float(auto),
+        )
+
+    def confidence(self, score: float) -> float:
+        """The calibrated probability that a candidate with mixture ``score`` is right."""
+        if self.platt_a == 1.0 and self.platt_b == 0.0:
+            return min(1.0, score)
+        p = min(max(score, 1e-6), 1 - 1e-6)
+        z = self.platt_a * math.log(p / (1 - p)) + self.platt_b
+        return 1.0 / (1.0 + math.exp(-z))
 
 
 @dataclass(frozen=True)
@@ -297,9 +327,8 @@ class NeuralResolver:
         """:meth:`resolve` for every hunk of a file, with one batched model run."""
         out = []
         for cands in self.candidates_many(hunks):
-            sugg = tuple(
-                Suggestion(c.lines, min(1.0, c.score), c.explanation) for c in cands[:TOP_K]
-            )
+            conf = self.calibration.confidence
+            sugg = tuple(Suggestion(c.lines, conf(c.score), c.explanation) for c in cands[:TOP_K])
             out.append(Resolution(chosen=sugg[0] if sugg else None, suggestions=sugg))
         return out
 
@@ -320,20 +349,4 @@ def notice(exc: Exception, fallback: str = "token-merge") -> None:
     print(f"splice: model unavailable ({why}): using {fallback}", file=sys.stderr, flush=True)
 
 
-def auto_resolver() -> Resolver:
-    """``model`` when a model is installed, else ``token-merge``.
-
-    Silent when no ``model.onnx`` is installed; one stderr line when one is there but broken.
-    """
-    from splice.resolver.policy import SafeTokenMerge
-
-    if (default_model_dir() / "model.onnx").is_file():
-        try:
-            return NeuralResolver()
-        except ModelUnavailable as exc:
-            notice(exc)
-    return SafeTokenMerge()
-
-
 register("model")(model_resolver)
-register("auto")(auto_resolver)

@@ -165,7 +165,7 @@ def pretrain(
             group["lr"] = lr * schedule(done)
         opt.step()
         seen += x.numel()
-        value = float(loss) if step % 20 == 0 or step == 1 else None
+        value = loss.item() if step % 20 == 0 or step == 1 else None
         if value is not None:
             loss_ema = value if loss_ema is None else 0.9 * loss_ema + 0.1 * value
         if step % log_every == 0:

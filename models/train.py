@@ -87,6 +87,25 @@ def make_batch(arrays: Arrays, index: np.ndarray) -> dict[str, torch.Tensor]:
     return batch
 
 
+#: Label permutation of the mirror image of an example (ours and theirs swapped).
+MIRROR_LABELS = (1, 0, 2, 4, 3, 6, 5, 8, 7, 9)
+#: Sequence permutation of the mirror image: a|o, o|a <-> b|o, o|b.
+MIRROR_SEQUENCES = (2, 3, 0, 1)
+
+
+def mirror(batch: dict[str, torch.Tensor], which: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The batch with the examples ``which`` (bool, B) replaced by their mirror images: the two
+    sides swapped, and each pattern's label moved to its mirror (ours <-> theirs, ours_theirs <->
+    theirs_ours, ...). Base and empty are their own mirrors."""
+    out = {}
+    for name, value in batch.items():
+        perm = MIRROR_LABELS if name == "labels" else MIRROR_SEQUENCES
+        out[name] = torch.where(
+            which.view(-1, *([1] * (value.ndim - 1))), value[:, list(perm)], value
+        )
+    return out
+
+
 def class_weights_for(labels: np.ndarray) -> list[float]:
     """Inverse square-root label frequencies, scaled so the mean example weight is 1."""
     valid = labels.astype(bool)
@@ -207,6 +226,7 @@ def train(
     progress: bool = True,
     device: str = "cpu",
     init_from: str | Path | None = None,
+    mirror_rate: float = 0.0,
 ) -> TrainResult:
     """Train a model on ``examples_train``; keep the best on ``examples_val`` in ``out_dir``.
 
@@ -220,6 +240,9 @@ def train(
     ``device`` is ``cpu``, ``cuda`` or ``auto``. ``init_from`` starts from a saved
     ``SpliceMergeModel`` (e.g. the masked-LM pretrained body of :mod:`splice.models.pretrain`)
     instead of a random one; ``config`` is then ignored except for the class weights.
+    ``mirror_rate`` replaces that share of training examples by their mirror image
+    (:func:`mirror`), so the model learns rules about edits rather than a fixed preference for
+    one side (which differs between repositories).
     """
     from rich.progress import (
         BarColumn,
@@ -317,7 +340,11 @@ def train(
             order = np.random.default_rng(seed + epoch).permutation(n_train)
             for first in range(offset * batch_size, n_train, batch_size):
                 t0 = time.perf_counter()
-                batch = to_device(make_batch(train_arrays, order[first : first + batch_size]), dev)
+                batch = make_batch(train_arrays, order[first : first + batch_size])
+                if mirror_rate > 0:
+                    which = torch.rand(len(batch["labels"])) < mirror_rate
+                    batch = mirror(batch, which)
+                batch = to_device(batch, dev)
                 with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
                     loss = model(**batch).loss
                 optimizer.zero_grad(set_to_none=True)

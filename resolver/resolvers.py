@@ -66,6 +66,7 @@ def register(name: str) -> Callable[[Callable[[], Resolver]], Callable[[], Resol
 def _load_builtin() -> None:
     """Import the modules that register Splice's own resolvers."""
     # "model" and "auto": cheap to import (onnxruntime loads only when a model is built)
+    import splice.models.auto_resolver  # noqa: F401
     import splice.models.onnx_resolver  # noqa: F401
     import splice.resolver.baselines  # noqa: F401
     import splice.resolver.policy  # noqa: F401

@@ -18,4 +18,4 @@ export PYTHONPATH=$shim PYTHONUNBUFFERED=1
 python3 -m splice train --train-npz "$train" --val-npz "$val" --out "$out/model" \
     --init "$out/pretrained" --device cuda --bf16 --epochs "$epochs" --batch-size 64 \
     --lr "${LR:-3e-4}" --max-val 0 --checkpoint-every "${CKPT_EVERY:-100000}" --no-class-weights \
-    --minutes "$ft_min"
+    --minutes "$ft_min" --mirror "${MIRROR:-0}"

@@ -100,6 +100,6 @@ def _calibrate_hunks(
         f"{report['clean_weight']}; top-1 {report['hunk_top1']:.1%} (default weights "
         f"{report['hunk_top1_default_weights']:.1%}), top-3 {report['hunk_top3']:.1%}; threshold "
         f"{report['threshold']:.4f}: precision {report['hunk_precision_at_threshold']:.1%}, "
-        f"coverage {report['hunk_coverage']:.1%}; hunk ECE {report['hunk_ece_default_weights']:.4f}"
-        f" -> {report['hunk_ece']:.4f}"
+        f"coverage {report['hunk_coverage']:.1%}; hunk ECE {report['hunk_ece_before']:.4f}"
+        f" -> {report['hunk_ece_after']:.4f}"
     )

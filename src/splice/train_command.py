@@ -69,6 +69,14 @@ def _example_sets(
     type=click.Path(file_okay=False, exists=True),
     help="Start from a saved model, e.g. the masked-LM pretrained body (splice.models.pretrain).",
 )
+@click.option(
+    "--mirror",
+    "mirror_rate",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Share of training examples replaced by their mirror image (ours and theirs swapped).",
+)
 def train_command(
     data: str,
     out_dir: str,
@@ -95,6 +103,7 @@ def train_command(
     bf16: bool,
     device: str,
     init_from: str | None,
+    mirror_rate: float,
 ) -> None:
     """Train the merge-pattern classifier; the best model by validation lands in OUT."""
     from splice.models.configuration import SpliceConfig
@@ -138,6 +147,7 @@ def train_command(
         bf16=bf16,
         device=device,
         init_from=init_from,
+        mirror_rate=mirror_rate,
     )
     stop = " (time budget)" if result.stopped_by_time else ""
     click.echo(

@@ -67,7 +67,8 @@ def export_onnx(
     (up to ``max_position``) unless ``length`` fixes it. Output ``logits`` (batch, num_labels).
     Raises ValueError if onnxruntime and PyTorch differ by more than :data:`TOLERANCE`.
     """
-    model = SpliceMergeModel.from_pretrained(str(model_dir)).eval()
+    # float32 whatever the stored dtype (the shipped safetensors are float16 to fit the package)
+    model = SpliceMergeModel.from_pretrained(str(model_dir)).float().eval()
     config = model.config
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)

@@ -27,6 +27,8 @@ LAZY_COMMANDS: dict[str, str] = {
     "export-onnx": "splice.export_command:export_command",
     "calibrate": "splice.calibrate_command:calibrate_command",
     "lsp": "splice.lsp_command:lsp_command",
+    "merge-weights": "splice.merge_command:merge_weights_command",
+    "merge-adapters": "splice.merge_command:merge_adapters_command",
     "ci": "splice.ci:ci_command",
     "mine": "splice.mine:mine_command",
 }

@@ -1,0 +1,510 @@
+"""The streaming merge driver: plan every output tensor from the file headers, then read, merge
+and write one tensor at a time.
+
+``merge(config, out_dir)`` takes a mergekit configuration (path, YAML text, dict or
+:class:`~splice.models.merging.config.MergeConfig`) and writes a Hugging Face model folder:
+safetensors shards (with an index when there are several), ``config.json`` and the tokenizer
+files.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+import warnings
+import zlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from splice.models.merging.config import ConfigError, MergeConfig, ModelEntry, lookup, parse_config
+from splice.models.merging.io import (
+    DEFAULT_SHARD_SIZE,
+    ModelReader,
+    OutputSpec,
+    ShardWriter,
+    dtype_name,
+    parse_dtype,
+    parse_size,
+)
+from splice.models.merging.registry import (
+    MergeMethod,
+    TensorInputs,
+    all_parameter_names,
+    get_method,
+)
+
+#: ``<prefix>.<container>.<index>.<rest>``: the layer index of a tensor name.
+LAYER_RE = re.compile(r"^(.*?\b(?:layers|h|blocks|layer|block))\.(\d+)\.(.+)$")
+#: Non-layer tensors that sit before the layers (taken from the first slice).
+PRE_LAYER_RE = re.compile(r"embed|wte|wpe|word_embeddings")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "tokenizer.model",
+    "vocab.json",
+    "vocab.txt",
+    "merges.txt",
+    "added_tokens.json",
+    "chat_template.jinja",
+    "chat_template.json",
+)
+LAYER_COUNT_KEYS = ("num_hidden_layers", "n_layer", "num_layers")
+
+
+@dataclass
+class Source:
+    """One input of an output tensor: which model, which tensor, which parameter chain."""
+
+    model: str
+    tensor: str
+    chain: list[Mapping[str, Any]]
+
+
+@dataclass
+class TensorPlan:
+    """How one output tensor is made."""
+
+    name: str
+    shape: tuple[int, ...]
+    sources: list[Source]
+    base: Source | None
+    t: float | None
+    global_chain: list[Mapping[str, Any]]
+    copy_only: bool = False
+
+
+@dataclass
+class MergeReport:
+    """What a merge wrote."""
+
+    out_dir: Path
+    method: str
+    tensors: int
+    shards: list[Path]
+    seconds: float
+    layers: int | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def layer_of(name: str) -> tuple[str, int, str] | None:
+    """``(prefix, index, rest)`` of a layer tensor name, or None."""
+    match = LAYER_RE.match(name)
+    return (match.group(1), int(match.group(2)), match.group(3)) if match else None
+
+
+def read_model_config(path: Path) -> dict[str, Any]:
+    """The model's ``config.json`` ({} if absent)."""
+    file = path / "config.json"
+    return json.loads(file.read_text()) if file.exists() else {}
+
+
+def layer_count(config: Mapping[str, Any], names: Sequence[str]) -> int:
+    """Number of layers: from the config (also a nested ``text_config``) or the names."""
+    for scope in (config, config.get("text_config") or {}):
+        for key in LAYER_COUNT_KEYS:
+            if isinstance(scope.get(key), int):
+                return int(scope[key])
+    indices = [p[1] for p in map(layer_of, names) if p]
+    return max(indices) + 1 if indices else 0
+
+
+def tensor_seed(seed: int, name: str) -> int:
+    """A per-tensor seed, independent of the order tensors are merged in."""
+    return (seed * 0x9E3779B1 + zlib.crc32(name.encode())) % (2**63 - 1)
+
+
+class Planner:
+    """Builds the :class:`TensorPlan` list of a configuration and checks shapes and names."""
+
+    def __init__(self, cfg: MergeConfig, method: MergeMethod, readers: dict[str, ModelReader]):
+        self.cfg = cfg
+        self.method = method
+        self.readers = readers
+        self.errors: list[str] = []
+        self.layers_out: int | None = None
+        self.layer_map: list[tuple[str, int]] = []  # output layer -> (model, source layer)
+
+    def _chain(self, entry: ModelEntry, slice_params: Mapping[str, Any]) -> list[Mapping]:
+        return [entry.parameters, slice_params, self.cfg.parameters]
+
+    def _check(self, model: str, tensor: str, shape: tuple[int, ...], out: str) -> None:
+        info = self.readers[model].infos.get(tensor)
+        if info is None:
+            self.errors.append(f"tensor {tensor} is missing from model {model}")
+        elif info.shape != shape:
+            self.errors.append(
+                f"tensor {out}: shape {list(info.shape)} in {model} (as {tensor}) differs "
+                f"from {list(shape)}"
+            )
+
+    def _split(self, entries: list[ModelEntry]) -> tuple[list[ModelEntry], ModelEntry | None]:
+        base = self.cfg.base_model
+        base_entry = next((e for e in entries if e.model == base), None)
+        if base is not None and base_entry is None:
+            base_entry = ModelEntry(base, {})
+        models = entries
+        if self.method.drop_base_from_models and base is not None:
+            models = [e for e in entries if e.model != base]
+        return models, base_entry
+
+    def _make(
+        self,
+        out: str,
+        entries: list[ModelEntry],
+        names: list[str],
+        slice_params: Mapping[str, Any],
+        t: float | None,
+    ) -> TensorPlan:
+        """Plan ``out`` from ``entries`` whose tensor names are ``names`` (same order)."""
+        by_model = dict(zip([e.model for e in entries], names, strict=True))
+        models, base_entry = self._split(entries)
+        ref_model, ref_name = (
+            (base_entry.model, by_model.get(base_entry.model, names[0]))
+            if base_entry is not None
+            else (entries[0].model, names[0])
+        )
+        ref_info = self.readers[ref_model].infos.get(ref_name)
+        if ref_info is None:
+            self.errors.append(f"tensor {ref_name} is missing from model {ref_model}")
+            shape: tuple[int, ...] = ()
+        else:
+            shape = ref_info.shape
+        sources = [Source(e.model, by_model[e.model], self._chain(e, slice_params)) for e in models]
+        base = None
+        uses_base = self.method.requires_base or self.method.drop_base_from_models
+        if base_entry is not None and uses_base:
+            base = Source(
+                base_entry.model,
+                by_model.get(base_entry.model, names[0]),
+                self._chain(base_entry, slice_params),
+            )
+        for src in [*sources, *([base] if base else [])]:
+            self._check(src.model, src.tensor, shape, out)
+        copy_only = ref_info is not None and not ref_info.dtype.is_floating_point
+        return TensorPlan(
+            out, shape, sources, base, t, [slice_params, self.cfg.parameters], copy_only
+        )
+
+    def plan(self) -> list[TensorPlan]:
+        """All output tensors in writing order (pre-layer, layers, post-layer)."""
+        if self.cfg.models is not None:
+            plans = self._plan_models(self.cfg.models)
+        else:
+            plans = self._plan_slices()
+        if self.errors:
+            shown = "\n  ".join(self.errors[:20])
+            more = f"\n  ... and {len(self.errors) - 20} more" if len(self.errors) > 20 else ""
+            raise ValueError(f"the models do not match:\n  {shown}{more}")
+        return plans
+
+    def _plan_models(self, entries: list[ModelEntry]) -> list[TensorPlan]:
+        ref = self.cfg.base_model or entries[0].model
+        reader = self.readers[ref]
+        names = reader.names()
+        layers = layer_count(read_model_config(reader.path), names)
+        self.layers_out = layers
+        for entry in entries:
+            extra = set(self.readers[entry.model].infos) - set(names)
+            for name in sorted(extra)[:5]:
+                self.errors.append(f"tensor {name} of model {entry.model} is missing from {ref}")
+        keyed = []
+        for order, name in enumerate(names):
+            parts = layer_of(name)
+            if parts is None:
+                group, t = (0 if PRE_LAYER_RE.search(name) else 2), None
+                index = 0
+            else:
+                group, index = 1, parts[1]
+                t = index / (layers - 1) if layers > 1 else 0.0
+            keyed.append(((group, index, order), name, t))
+        keyed.sort(key=lambda item: item[0])
+        return [self._make(name, entries, [name] * len(entries), {}, t) for _, name, t in keyed]
+
+    def _plan_slices(self) -> list[TensorPlan]:
+        slices = self.cfg.slices or []
+        pre: list[TensorPlan] = []
+        body: list[TensorPlan] = []
+        post: list[TensorPlan] = []
+        offset = 0
+        for k, slice_ in enumerate(slices):
+            sources = slice_.sources
+            needs = self.cfg.base_model and self.method.requires_base
+            if needs and all(s.model != self.cfg.base_model for s in sources):
+                raise ConfigError(
+                    f"slices[{k}].sources: the base_model {self.cfg.base_model!r} must be "
+                    "one of the sources of every slice"
+                )
+            for s in sources:
+                reader = self.readers[s.model]
+                total = layer_count(read_model_config(reader.path), reader.names())
+                assert s.layer_range is not None
+                if s.layer_range[1] > total:
+                    raise ConfigError(
+                        f"slices[{k}]: layer_range {list(s.layer_range)} exceeds the {total} "
+                        f"layers of {s.model}"
+                    )
+            first = sources[0]
+            assert first.layer_range is not None
+            length = first.layer_range[1] - first.layer_range[0]
+            by_layer: dict[int, list[tuple[str, str, str]]] = {}
+            for name in self.readers[first.model].names():
+                parts = layer_of(name)
+                if parts:
+                    by_layer.setdefault(parts[1], []).append(parts)
+            for j in range(length):
+                t = j / (length - 1) if length > 1 else 0.0
+                src_layer = first.layer_range[0] + j
+                self.layer_map.append((first.model, src_layer))
+                for prefix, _, rest in by_layer.get(src_layer, []):
+                    out = f"{prefix}.{offset + j}.{rest}"
+                    names = [
+                        f"{prefix}.{s.layer_range[0] + j}.{rest}"  # type: ignore[index]
+                        for s in sources
+                    ]
+                    body.append(self._make(out, sources, names, slice_.parameters, t))
+            offset += length
+        self.layers_out = offset
+        for which, slice_ in ((0, slices[0]), (1, slices[-1])):
+            ref = slice_.sources[0].model
+            for name in self.readers[ref].names():
+                if layer_of(name) is not None:
+                    continue
+                is_pre = bool(PRE_LAYER_RE.search(name))
+                if is_pre != (which == 0):
+                    continue
+                plan = self._make(
+                    name, slice_.sources, [name] * len(slice_.sources), slice_.parameters, None
+                )
+                (pre if is_pre else post).append(plan)
+        return pre + body + post
+
+
+def _check_method(cfg: MergeConfig, method: MergeMethod) -> list[str]:
+    """Structural checks of the method against the configuration; returns warnings."""
+    notes: list[str] = []
+    name = cfg.merge_method
+    if method.requires_base and not cfg.base_model:
+        raise ConfigError(f"base_model: merge_method {name} needs a base_model")
+    groups = [cfg.models] if cfg.models is not None else [s.sources for s in cfg.slices or []]
+    for k, entries in enumerate(groups):
+        assert entries is not None
+        count = len(entries)
+        if method.drop_base_from_models and cfg.base_model:
+            count = len([e for e in entries if e.model != cfg.base_model])
+        where = "models" if cfg.models is not None else f"slices[{k}].sources"
+        if count < method.min_models:
+            raise ConfigError(
+                f"{where}: merge_method {name} needs at least {method.min_models} model(s)"
+                + (" besides the base_model" if method.drop_base_from_models else "")
+            )
+        if method.max_models is not None and count > method.max_models:
+            raise ConfigError(
+                f"{where}: merge_method {name} takes at most {method.max_models} model(s)"
+                + (" besides the base_model" if method.drop_base_from_models else "")
+            )
+    known_here = set(method.model_params) | set(method.global_params)
+    known_any = all_parameter_names() | {"int8_mask", "normalize", "rescale"}
+    blocks: list[tuple[str, Mapping[str, Any]]] = [("parameters", cfg.parameters)]
+    for i, entry in enumerate(cfg.models or []):
+        blocks.append((f"models[{i}].parameters", entry.parameters))
+    for k, slice_ in enumerate(cfg.slices or []):
+        blocks.append((f"slices[{k}].parameters", slice_.parameters))
+        for j, src in enumerate(slice_.sources):
+            blocks.append((f"slices[{k}].sources[{j}].parameters", src.parameters))
+    for where, params in blocks:
+        for key in params:
+            if key in known_here:
+                continue
+            if key in known_any:
+                notes.append(f"{where}.{key}: not used by merge_method {name}")
+                continue
+            raise ConfigError(
+                f"{where}.{key}: unknown parameter for merge_method {name} "
+                f"(it reads: {', '.join(sorted(known_here)) or 'none'})"
+            )
+    return notes
+
+
+def _resolve(plan: TensorPlan, method: MergeMethod) -> tuple[list[dict], dict]:
+    model_params = []
+    for src in plan.sources:
+        model_params.append(
+            {
+                key: lookup(key, src.chain, default, plan.name, plan.t)
+                for key, default in method.model_params.items()
+            }
+        )
+    params = {
+        key: lookup(key, plan.global_chain, default, plan.name, plan.t)
+        for key, default in method.global_params.items()
+    }
+    return model_params, params
+
+
+def _write_metadata(
+    cfg: MergeConfig,
+    planner: Planner,
+    readers: dict[str, ModelReader],
+    out_dir: Path,
+    out_dtype: torch.dtype | None,
+) -> None:
+    ref = cfg.base_model or cfg.model_refs()[0]
+    if cfg.slices is not None:
+        ref = cfg.slices[0].sources[0].model
+    config = read_model_config(readers[ref].path)
+    if config:
+        if cfg.slices is not None and planner.layers_out is not None:
+            scope = config.get("text_config") if "text_config" in config else config
+            old = layer_count(scope, [])
+            for key in LAYER_COUNT_KEYS:
+                if key in scope:
+                    scope[key] = planner.layers_out
+            types = scope.get("layer_types")
+            if isinstance(types, list) and len(types) == old:
+                scope["layer_types"] = [
+                    read_model_config(readers[m].path).get("layer_types", types)[i]
+                    for m, i in planner.layer_map
+                ]
+        if out_dtype is not None:
+            for key in ("torch_dtype", "dtype"):
+                if key in config or key == "dtype":
+                    config[key] = dtype_name(out_dtype)
+        (out_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    gen = readers[ref].path / "generation_config.json"
+    if gen.exists():
+        shutil.copy2(gen, out_dir / gen.name)
+    source = cfg.tokenizer_source
+    if source in (None, "base"):
+        tok_dir = readers[cfg.base_model or cfg.model_refs()[0]].path
+    elif source == "union":
+        raise ConfigError("tokenizer_source: 'union' is not supported (use base or a model)")
+    else:
+        tok_dir = cfg.resolve_path(source)
+        if not tok_dir.is_dir():
+            raise ConfigError(f"tokenizer_source: {source!r} is not a model directory")
+    for file in TOKENIZER_FILES:
+        if (tok_dir / file).exists():
+            shutil.copy2(tok_dir / file, out_dir / file)
+
+
+ProgressCallback = Callable[[int, int, str], None]
+
+
+def merge(
+    config: str | Path | Mapping[str, Any] | MergeConfig,
+    out_dir: str | Path,
+    *,
+    seed: int = 0,
+    shard_size: str | int = DEFAULT_SHARD_SIZE,
+    device: str = "cpu",
+    progress: bool | ProgressCallback = False,
+) -> MergeReport:
+    """Run a mergekit-style configuration and write the merged model to ``out_dir``.
+
+    ``progress``: True for a progress bar (one step per tensor), or a callback
+    ``(done, total, tensor_name)``.
+    """
+    start = time.perf_counter()
+    cfg = parse_config(config)
+    method = get_method(cfg.merge_method)
+    notes = _check_method(cfg, method)
+    for note in notes:
+        warnings.warn(note, stacklevel=2)
+    work_dtype = parse_dtype(cfg.dtype, "dtype")
+    out_dtype = parse_dtype(cfg.out_dtype, "out_dtype") or work_dtype
+    readers = {ref: ModelReader(cfg.resolve_path(ref)) for ref in cfg.model_refs()}
+    try:
+        planner = Planner(cfg, method, readers)
+        plans = planner.plan()
+        out = Path(out_dir)
+        specs = []
+        for plan in plans:
+            ref = plan.base if plan.base is not None else plan.sources[0]
+            stored = readers[ref.model].infos[ref.tensor].dtype
+            dtype = stored if plan.copy_only else (out_dtype or stored)
+            specs.append(OutputSpec(plan.name, dtype, plan.shape))
+        writer = ShardWriter(out, specs, parse_size(shard_size))
+        dev = torch.device(device)
+        callback = _progress(progress, len(plans))
+        try:
+            for done, (plan, spec) in enumerate(zip(plans, specs, strict=True)):
+                callback(done, len(plans), plan.name)
+                result = _merge_one(plan, method, readers, work_dtype, dev, seed)
+                writer.write(plan.name, result.to("cpu", spec.dtype))
+                del result
+            callback(len(plans), len(plans), "")
+        finally:
+            getattr(callback, "close", lambda: None)()
+        shards = writer.finish()
+        _write_metadata(cfg, planner, readers, out, out_dtype)
+    finally:
+        for reader in readers.values():
+            reader.close()
+    return MergeReport(
+        out, cfg.merge_method, len(plans), shards, time.perf_counter() - start,
+        planner.layers_out, notes,
+    )  # fmt: skip
+
+
+def _merge_one(
+    plan: TensorPlan,
+    method: MergeMethod,
+    readers: dict[str, ModelReader],
+    work_dtype: torch.dtype | None,
+    device: torch.device,
+    seed: int,
+) -> torch.Tensor:
+    def load(src: Source) -> torch.Tensor:
+        tensor = readers[src.model].read(src.tensor)
+        if work_dtype is not None and tensor.is_floating_point():
+            tensor = tensor.to(work_dtype)
+        return tensor.to(device)
+
+    if plan.copy_only:
+        return load(plan.base or plan.sources[0])
+    model_params, params = _resolve(plan, method)
+    generator = torch.Generator(device=device)
+    generator.manual_seed(tensor_seed(seed, plan.name))
+    inputs = TensorInputs(
+        tensors=[load(s) for s in plan.sources],
+        base=load(plan.base) if plan.base is not None else None,
+        model_params=model_params,
+        params=params,
+        generator=generator,
+        name=plan.name,
+    )
+    try:
+        return method.merge_tensor(inputs)
+    except (ValueError, RuntimeError) as exc:
+        raise ValueError(f"tensor {plan.name}: {exc}") from exc
+
+
+def _progress(progress: bool | ProgressCallback, total: int) -> ProgressCallback:
+    if callable(progress):
+        return progress
+    if not progress:
+        return lambda done, total, name: None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(
+        TextColumn("[bold]merging"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+        transient=False,
+    )
+    bar.start()
+    task = bar.add_task("", total=total)
+
+    def update(done: int, total: int, name: str) -> None:
+        bar.update(task, completed=done, description=name)
+
+    update.close = bar.stop  # type: ignore[attr-defined]
+    return update

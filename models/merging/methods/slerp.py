@@ -1,0 +1,64 @@
+"""``slerp``: spherical interpolation between the base model and one other model."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from splice.models.merging.registry import MergeMethod, TensorInputs, register
+
+#: Above this |cos| the two tensors count as colinear and are interpolated linearly.
+DOT_THRESHOLD = 0.9995
+NORM_EPS = 1e-8
+
+
+def lerp(t: float, v0: torch.Tensor, v1: torch.Tensor) -> torch.Tensor:
+    """``(1 - t) * v0 + t * v1``."""
+    return (1 - t) * v0 + t * v1
+
+
+def slerp(
+    t: float,
+    v0: torch.Tensor,
+    v1: torch.Tensor,
+    dot_threshold: float = DOT_THRESHOLD,
+    eps: float = NORM_EPS,
+) -> torch.Tensor:
+    """Spherical interpolation of the flattened tensors (float32), ``t=0`` giving ``v0``.
+
+    The angle comes from the normalized tensors (norms over the whole tensor); the result
+    interpolates the unnormalized ones, falling back to :func:`lerp` when ``|cos| >
+    dot_threshold``. Returns float32.
+    """
+    a, b = v0.float(), v1.float()
+    na, nb = float(torch.linalg.vector_norm(a)), float(torch.linalg.vector_norm(b))
+    ua = a / na if na > eps else a
+    ub = b / nb if nb > eps else b
+    dot = float((ua * ub).sum())
+    if abs(dot) > dot_threshold:
+        return lerp(t, a, b)
+    theta = math.acos(max(-1.0, min(1.0, dot)))
+    sin_theta = math.sin(theta)
+    s0 = math.sin(theta - theta * t) / sin_theta
+    s1 = math.sin(theta * t) / sin_theta
+    return s0 * a + s1 * b
+
+
+@register
+class Slerp(MergeMethod):
+    """Spherical interpolation from the base model (t=0) to the other model (t=1)."""
+
+    name = "slerp"
+    global_params = {"t": None}
+    requires_base = True
+    min_models = 1
+    max_models = 1
+    drop_base_from_models = True
+
+    def merge_tensor(self, inputs: TensorInputs) -> torch.Tensor:
+        if inputs.base is None or len(inputs.tensors) != 1:
+            raise ValueError("slerp needs a base model and exactly one other model")
+        t = inputs.params["t"]
+        if t is None:
+            raise ValueError("slerp: parameter 't' is required")
+        return slerp(float(t), inputs.base, inputs.tensors[0])

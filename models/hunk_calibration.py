@@ -64,7 +64,9 @@ def collect(records: Iterable[dict[str, Any]], resolver: Any) -> list[HunkCandid
         try:
             chunks, reports = find_hunks(b, o, t, lang, record.get("path"))
             truths = locate_resolutions(chunks, split_lines(record["merged"]))
-            located = [(r.hunk, tr) for r, tr in zip(reports, truths, strict=True) if tr]
+            located = [
+                (r.hunk, tr) for r, tr in zip(reports, truths, strict=True) if tr is not None
+            ]
             ranked = resolver.candidates_many([h for h, _ in located]) if located else []
         except RecursionError:  # pathological input: skipped, as splice eval does
             continue

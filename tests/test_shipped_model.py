@@ -1,0 +1,98 @@
+"""The model shipped in ``models/shipped/``: complete, small, ONNX equal to PyTorch, and used by
+the driver on real conflicts."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from splice.resolver.chunks import split_lines
+from splice.resolver.pipeline import find_hunks
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ROOT / "models" / "shipped"
+DATA = ROOT.parent / "shared" / "data" / "merges"
+FILES = ("model.onnx", "model.safetensors", "config.json", "tokenizer.json", "calibration.json")
+
+
+def _val_records(n: int) -> list[dict]:
+    from splice.dataset import iter_records
+
+    if not DATA.is_dir():
+        pytest.skip(f"no data set at {DATA}")
+    return list(iter_records(DATA, split="val", per_repo_limit=1, limit=n))
+
+
+def test_the_package_holds_the_whole_model_within_25_mb() -> None:
+    for name in (*FILES, "MODEL_CARD.md"):
+        assert (SHIPPED / name).is_file(), name
+    total = sum(p.stat().st_size for p in SHIPPED.iterdir() if p.is_file())
+    assert total <= 25 * 1024 * 1024, f"{total / 2**20:.1f} MiB"
+    calib = json.loads((SHIPPED / "calibration.json").read_text())
+    assert 0.0 < calib["threshold"] <= 1.0 and 0.0 < calib["auto_threshold"] <= 1.0
+    assert calib["validation"]["hunk_precision_at_threshold"] >= 0.95
+
+
+def test_onnx_equals_pytorch_on_real_pieces() -> None:
+    torch = pytest.importorskip("torch", reason="the PyTorch side needs torch")
+    from splice.models.encoding import encode_batch, encode_piece
+    from splice.models.modeling import SpliceMergeModel
+    from splice.models.onnx_resolver import NeuralResolver
+    from splice.models.pieces import hunk_pieces
+
+    resolver = NeuralResolver(SHIPPED)
+    pieces = []
+    for rec in _val_records(6):
+        texts = (split_lines(rec[k]) for k in ("base", "ours", "theirs"))
+        _, reports = find_hunks(*texts, rec.get("lang"), rec.get("path"))
+        for r in reports:
+            pieces.extend(hunk_pieces(r.hunk))
+    assert pieces
+    pieces = pieces[:32]
+    onnx = resolver.logits(pieces)
+    model = SpliceMergeModel.from_pretrained(str(SHIPPED)).float().eval()
+    enc = [encode_piece(resolver.tokenizer, p.conflict, p.prefix, p.suffix, 128) for p in pieces]
+    feeds = {k: torch.from_numpy(v) for k, v in encode_batch(enc).items()}
+    with torch.no_grad():
+        ref = model(**feeds).logits.double().numpy()
+    assert np.abs(onnx - ref).max() <= 1e-4
+
+
+def test_driver_uses_the_shipped_model_on_real_conflicts(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "SPLICE_MODEL_DIR"}
+    resolved = 0
+    for i, rec in enumerate(_val_records(8)):
+        paths = []
+        for side in ("base", "ours", "theirs"):
+            p = tmp_path / f"{i}.{side}"
+            p.write_text(rec[side], encoding="utf-8")
+            paths.append(str(p))
+        git = subprocess.run(
+            ["git", "merge-file", "-p", paths[1], paths[0], paths[2]],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        out = subprocess.run(
+            [sys.executable, "-m", "splice", "driver", *paths, "7", rec["path"]],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+        )
+        assert out.returncode in (0, 1), out.stderr
+        assert "model unavailable" not in out.stderr
+        merged = Path(paths[1]).read_text(encoding="utf-8")
+        if out.returncode == 1:
+            assert "<<<<<<< " in merged and ">>>>>>> " in merged
+        else:
+            assert "<<<<<<< " not in merged
+        left, git_left = merged.count("\n>>>>>>> "), git.stdout.count("\n>>>>>>> ")
+        assert left <= git_left  # never more conflicts than git, and every one keeps its markers
+        resolved += git_left - left
+    print(f"{resolved} conflicts resolved by the shipped model")

@@ -113,3 +113,17 @@ def max_abs_diff(
     with torch.no_grad():
         torch_logits = model(*inputs).logits.numpy()
     return float(np.abs(onnx_logits - torch_logits).max())
+
+
+def quantize_int8(onnx_path: str | Path, out_path: str | Path) -> Path:
+    """Dynamic int8 quantization of the float32 ONNX model's matrix weights (onnxruntime).
+
+    On the 2 CPU cores it runs about 4 times faster than float32 (4 pieces of 4 x 128 subwords:
+    149 vs 607 ms under load) at a quarter of the size; on 1,121 validation hunks its top-1 was
+    46.0% against 46.1% for float32 (docs/MODEL.md). The driver ships this file as ``model.onnx``.
+    """
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    out_path = Path(out_path)
+    quantize_dynamic(str(onnx_path), str(out_path), weight_type=QuantType.QInt8)
+    return out_path

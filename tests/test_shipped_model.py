@@ -38,14 +38,25 @@ def test_the_package_holds_the_whole_model_within_25_mb() -> None:
     assert calib["validation"]["hunk_precision_at_threshold"] >= 0.95
 
 
-def test_onnx_equals_pytorch_on_real_pieces() -> None:
+def test_onnx_equals_pytorch_on_real_pieces(tmp_path: Path) -> None:
+    """The float32 export of the shipped weights equals PyTorch (<= 1e-4); the shipped int8 file
+    picks the same top pattern for nearly every piece."""
     torch = pytest.importorskip("torch", reason="the PyTorch side needs torch")
+    pytest.importorskip("onnxscript", reason="the ONNX exporter needs onnxscript")
+    import shutil
+
     from splice.models.encoding import encode_batch, encode_piece
+    from splice.models.export import export_onnx
     from splice.models.modeling import SpliceMergeModel
     from splice.models.onnx_resolver import NeuralResolver
     from splice.models.pieces import hunk_pieces
 
-    resolver = NeuralResolver(SHIPPED)
+    fp32_dir = tmp_path / "fp32"
+    fp32_dir.mkdir()
+    for name in ("tokenizer.json", "calibration.json"):
+        shutil.copy(SHIPPED / name, fp32_dir / name)
+    export_onnx(SHIPPED, fp32_dir / "model.onnx")
+    resolver = NeuralResolver(fp32_dir)
     pieces = []
     for rec in _val_records(6):
         texts = (split_lines(rec[k]) for k in ("base", "ours", "theirs"))
@@ -61,6 +72,9 @@ def test_onnx_equals_pytorch_on_real_pieces() -> None:
     with torch.no_grad():
         ref = model(**feeds).logits.double().numpy()
     assert np.abs(onnx - ref).max() <= 1e-4
+    int8 = NeuralResolver(SHIPPED).logits(pieces)
+    agree = (int8.argmax(axis=1) == ref.argmax(axis=1)).mean()
+    assert agree >= 0.9 and np.abs(int8 - ref).max() < 0.5
 
 
 def test_driver_uses_the_shipped_model_on_real_conflicts(tmp_path: Path) -> None:

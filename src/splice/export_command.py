@@ -11,9 +11,14 @@ import click
 @click.argument("model_dir", type=click.Path(file_okay=False, exists=True))
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), help="[MODEL_DIR/model.onnx]")
 @click.option("--length", type=int, help="Fix the sequence length L (default: dynamic).")
-def export_command(model_dir: str, out_path: str | None, length: int | None) -> None:
+@click.option(
+    "--int8",
+    is_flag=True,
+    help="Then quantize the weights to int8 in place (the shipped model; about 4x faster on CPU).",
+)
+def export_command(model_dir: str, out_path: str | None, length: int | None, int8: bool) -> None:
     """Export MODEL_DIR (a save_pretrained folder) to ONNX; fail if the logits disagree."""
-    from splice.models.export import TOLERANCE, export_onnx
+    from splice.models.export import TOLERANCE, export_onnx, quantize_int8
 
     target = Path(out_path) if out_path else Path(model_dir) / "model.onnx"
     try:
@@ -25,3 +30,9 @@ def export_command(model_dir: str, out_path: str | None, length: int | None) -> 
         f"wrote {report.path} (batch dynamic, L {shape}); max |onnx - torch| = "
         f"{report.max_abs_diff:.2e} (tolerance {TOLERANCE:.0e})"
     )
+    if int8:
+        fp32 = target.with_suffix(".fp32.onnx")
+        target.replace(fp32)
+        quantize_int8(fp32, target)
+        fp32.unlink()
+        click.echo(f"quantized {target} to int8 (float32 parity checked above)")

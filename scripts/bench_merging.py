@@ -2,20 +2,25 @@
 
 Builds a base and two fine-tunes of a Llama-shaped model (random safetensors, no transformers
 needed; ~322M parameters by default), then for each method and dtype runs both tools on the same
-YAML, alternating (splice, mergekit, splice, ...), page cache warmed by a first read. mergekit
-runs from its own virtual environment (see ``scripts/compare_mergekit.py``).
+YAML, alternating (splice, mergekit, splice, ...; ``--repeat`` rounds, medians reported), page
+cache warmed by a first read. mergekit runs from its own virtual environment (see
+``scripts/compare_mergekit.py``). The load average is recorded around every row (the machine
+may be shared); ``--check`` compares the two outputs tensor by tensor (bit-identical or not).
 
 Usage::
 
     python scripts/bench_merging.py [--layers 20] [--methods linear,ties,dare_ties,slerp]
-        [--dtypes float32,bfloat16] [--venv /tmp/mk-venv] [--work /tmp/splice-bench]
+        [--dtypes float32,bfloat16] [--repeat 1] [--check] [--venv /tmp/mk-venv]
+        [--work /tmp/splice-bench] [--json F]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -90,6 +95,39 @@ def run(cmd: list[str]) -> tuple[float, float]:
     return wall, int(proc.stdout.split()[-1]) / 2**20
 
 
+def compare_outputs(a: Path, b: Path) -> str:
+    """``identical`` or how the two merged models differ (tensors, entries, max |diff|)."""
+    from safetensors import safe_open
+
+    def index(root: Path) -> dict[str, Path]:
+        out = {}
+        for file in sorted(root.glob("*.safetensors")):
+            with safe_open(str(file), "pt") as handle:
+                out.update(dict.fromkeys(handle.keys(), file))
+        return out
+
+    ia, ib = index(a), index(b)
+    if set(ia) != set(ib):
+        return f"different tensor names ({len(set(ia) ^ set(ib))} differ)"
+    tensors = entries = 0
+    worst = 0.0
+    for name in ia:
+        with safe_open(str(ia[name]), "pt") as fa, safe_open(str(ib[name]), "pt") as fb:
+            x, y = fa.get_tensor(name), fb.get_tensor(name)
+        if x.dtype != y.dtype or x.shape != y.shape:
+            return f"{name}: {x.dtype} {tuple(x.shape)} vs {y.dtype} {tuple(y.shape)}"
+        bits = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}[x.element_size()]
+        differ = x.view(bits) != y.view(bits)
+        count = int(differ.sum())
+        if count:
+            tensors += 1
+            entries += count
+            worst = max(worst, float((x.double() - y.double()).abs().max()))
+    if not tensors:
+        return "identical"
+    return f"{entries} entries in {tensors} tensors differ, max |diff| {worst:.3g}"
+
+
 def configs(paths: list[Path], dtype: str) -> dict[str, dict]:
     b, f0, f1 = (str(p) for p in paths)
     two = [{"model": f0, "parameters": {"weight": 0.6, "density": 0.5}},
@@ -113,6 +151,8 @@ def main() -> int:
     parser.add_argument("--venv", type=Path, default=Path("/tmp/mk-venv"))
     parser.add_argument("--work", type=Path, default=Path("/tmp/splice-bench"))
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--repeat", type=int, default=1, help="rounds per method (medians)")
+    parser.add_argument("--check", action="store_true", help="compare the two outputs")
     args = parser.parse_args()
     mergekit = args.venv / "bin" / "mergekit-yaml"
     splice = [sys.executable, "-m", "splice", "merge-weights"]
@@ -131,18 +171,29 @@ def main() -> int:
         for method in args.methods.split(","):
             cfg = args.work / f"{method}-{dtype}.yaml"
             cfg.write_text(yaml.safe_dump(configs(paths, dtype)[method]))
-            out = args.work / "out"
-            results = {}
-            for tool, cmd in (
-                ("splice", [*splice, str(cfg), str(out), "--no-progress"]),
-                ("mergekit", [str(mergekit), str(cfg), str(out), "--quiet", "--random-seed",
-                              "0"]),
-            ):  # fmt: skip
-                shutil.rmtree(out, ignore_errors=True)
-                results[tool] = run(cmd)
-                print(f"{dtype} {method} {tool}: {results[tool][0]:.1f}s "
-                      f"{results[tool][1]:.2f} GiB", flush=True)  # fmt: skip
-            (ts, rs), (tm, rm) = results["splice"], results["mergekit"]
+            outs = {"splice": args.work / "out-splice", "mergekit": args.work / "out-mergekit"}
+            cmds = {
+                "splice": [*splice, str(cfg), str(outs["splice"]), "--no-progress"],
+                "mergekit": [str(mergekit), str(cfg), str(outs["mergekit"]), "--quiet",
+                             "--random-seed", "0"],
+            }  # fmt: skip
+            times: dict[str, list[float]] = {"splice": [], "mergekit": []}
+            peaks: dict[str, list[float]] = {"splice": [], "mergekit": []}
+            load_before = os.getloadavg()
+            for _ in range(args.repeat):
+                for tool in ("splice", "mergekit"):
+                    shutil.rmtree(outs[tool], ignore_errors=True)
+                    wall, peak = run(cmds[tool])
+                    times[tool].append(wall)
+                    peaks[tool].append(peak)
+                    print(f"{dtype} {method} {tool}: {wall:.1f}s {peak:.2f} GiB "
+                          f"(load {os.getloadavg()[0]:.2f})", flush=True)  # fmt: skip
+            load_after = os.getloadavg()
+            check = compare_outputs(outs["splice"], outs["mergekit"]) if args.check else None
+            if check is not None:
+                print(f"{dtype} {method} outputs: {check}", flush=True)
+            ts, tm = statistics.median(times["splice"]), statistics.median(times["mergekit"])
+            rs, rm = statistics.median(peaks["splice"]), statistics.median(peaks["mergekit"])
             rows.append(
                 {
                     "dtype": dtype,
@@ -154,14 +205,23 @@ def main() -> int:
                     "mergekit_gib": rm,
                     "speedup": tm / ts,
                     "rss_ratio": rs / rm,
+                    "splice_runs_s": times["splice"],
+                    "mergekit_runs_s": times["mergekit"],
+                    "load_before": load_before,
+                    "load_after": load_after,
+                    "check": check,
                 }
             )
-    print("| dtype | method | splice s | mergekit s | speed-up | splice GiB | mergekit GiB | RSS |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(
+        "| dtype | method | Splice s | mergekit s | speed-up | Splice peak RSS GiB "
+        "| mergekit peak RSS GiB | RSS ratio | load (1 min) | outputs |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['dtype']} | {r['method']} | {r['splice_s']:.1f} | {r['mergekit_s']:.1f} | "
               f"{r['speedup']:.2f}x | {r['splice_gib']:.2f} | {r['mergekit_gib']:.2f} | "
-              f"{r['rss_ratio']:.2f} |")  # fmt: skip
+              f"{r['rss_ratio']:.2f} | {r['load_before'][0]:.1f}-{r['load_after'][0]:.1f} | "
+              f"{r['check'] or '-'} |")  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
     return 0

@@ -12,15 +12,18 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import threading
 import time
 import warnings
 import zlib
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from splice.models.merging import workspace
 from splice.models.merging.config import ConfigError, MergeConfig, ModelEntry, lookup, parse_config
 from splice.models.merging.io import (
     DEFAULT_SHARD_SIZE,
@@ -404,11 +407,14 @@ def merge(
     shard_size: str | int = DEFAULT_SHARD_SIZE,
     device: str = "cpu",
     progress: bool | ProgressCallback = False,
+    threads: int | None = 1,
 ) -> MergeReport:
     """Run a mergekit-style configuration and write the merged model to ``out_dir``.
 
     ``progress``: True for a progress bar (one step per tensor), or a callback
-    ``(done, total, tensor_name)``.
+    ``(done, total, tensor_name)``. ``threads``: torch's intra-op threads during the merge
+    (None: leave torch's setting). Meanwhile one thread reads the next tensor's inputs and
+    another writes the previous result.
     """
     start = time.perf_counter()
     cfg = parse_config(config)
@@ -432,14 +438,40 @@ def merge(
         writer = ShardWriter(out, specs, parse_size(shard_size))
         dev = torch.device(device)
         callback = _progress(progress, len(plans))
+        previous_threads = torch.get_num_threads()
+        if threads is not None:
+            torch.set_num_threads(max(1, int(threads)))
+        pool = _BufferPool()
         try:
-            for done, (plan, spec) in enumerate(zip(plans, specs, strict=True)):
-                callback(done, len(plans), plan.name)
-                result = _merge_one(plan, method, readers, work_dtype, dev, seed)
-                writer.write(plan.name, result.to("cpu", spec.dtype))
-                del result
+            with (
+                ThreadPoolExecutor(1, thread_name_prefix="splice-merge-read") as prefetch,
+                ThreadPoolExecutor(1, thread_name_prefix="splice-merge-write") as background,
+                workspace.active(),
+            ):
+                pending = prefetch.submit(_read_inputs, plans[0], readers, pool) if plans else None
+                written: Future[None] | None = None
+                for done, (plan, spec) in enumerate(zip(plans, specs, strict=True)):
+                    callback(done, len(plans), plan.name)
+                    assert pending is not None
+                    raw, buffers = pending.result()
+                    pending = (
+                        prefetch.submit(_read_inputs, plans[done + 1], readers, pool)
+                        if done + 1 < len(plans)
+                        else None
+                    )
+                    result = _merge_one(plan, method, raw, work_dtype, dev, seed)
+                    del raw
+                    if written is not None:
+                        written.result()  # one tensor being written at a time
+                    written = background.submit(
+                        _write, writer, plan.name, result.to("cpu", spec.dtype), pool, buffers
+                    )
+                    del result
+                if written is not None:
+                    written.result()
             callback(len(plans), len(plans), "")
         finally:
+            torch.set_num_threads(previous_threads)
             getattr(callback, "close", lambda: None)()
         shards = writer.finish()
         _write_metadata(cfg, planner, readers, out, out_dtype)
@@ -452,32 +484,90 @@ def merge(
     )  # fmt: skip
 
 
+class _BufferPool:
+    """Byte buffers for the tensors read, by size, handed back once a tensor is written: the
+    next tensor of that size is read into warm pages instead of freshly faulted ones."""
+
+    def __init__(self) -> None:
+        self._free: dict[int, list[torch.Tensor]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, nbytes: int) -> torch.Tensor:
+        with self._lock:
+            free = self._free.get(nbytes)
+            if free:
+                return free.pop()
+        return torch.empty(nbytes, dtype=torch.uint8)
+
+    def give(self, buffers: Sequence[torch.Tensor]) -> None:
+        with self._lock:
+            for buf in buffers:
+                self._free.setdefault(buf.numel(), []).append(buf)
+
+
+def _write(
+    writer: ShardWriter,
+    name: str,
+    tensor: torch.Tensor,
+    pool: _BufferPool,
+    buffers: Sequence[torch.Tensor],
+) -> None:
+    """Write one merged tensor (on the writer thread), then hand its input buffers back (the
+    result may live in one of them)."""
+    writer.write(name, tensor)
+    del tensor
+    pool.give(buffers)
+
+
+def _read_inputs(
+    plan: TensorPlan, readers: dict[str, ModelReader], pool: _BufferPool
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """The stored tensors ``plan`` needs (sources, then the base; or the one it copies) and
+    the pool buffers holding them. Runs on the prefetch thread, one tensor ahead."""
+    if plan.copy_only:
+        sources = [plan.base or plan.sources[0]]
+    else:
+        sources = [*plan.sources, *([plan.base] if plan.base is not None else [])]
+    tensors, buffers = [], []
+    for src in sources:
+        reader = readers[src.model]
+        info = reader.info(src.tensor)
+        buf = pool.take(info.nbytes) if reader.format == "safetensors" and info.nbytes else None
+        tensors.append(reader.read(src.tensor, buf))
+        if buf is not None:
+            buffers.append(buf)
+    return tensors, buffers
+
+
 def _merge_one(
     plan: TensorPlan,
     method: MergeMethod,
-    readers: dict[str, ModelReader],
+    raw: list[torch.Tensor],
     work_dtype: torch.dtype | None,
     device: torch.device,
     seed: int,
 ) -> torch.Tensor:
-    def load(src: Source) -> torch.Tensor:
-        tensor = readers[src.model].read(src.tensor)
+    """Merge one planned tensor from its stored inputs (see :func:`_read_inputs`)."""
+
+    def prepare(tensor: torch.Tensor) -> torch.Tensor:
         if work_dtype is not None and tensor.is_floating_point():
             tensor = tensor.to(work_dtype)
         return tensor.to(device)
 
     if plan.copy_only:
-        return load(plan.base or plan.sources[0])
+        return prepare(raw[0])
     model_params, params = _resolve(plan, method)
     generator = torch.Generator(device=device)
     generator.manual_seed(tensor_seed(seed, plan.name))
+    count = len(plan.sources)
     inputs = TensorInputs(
-        tensors=[load(s) for s in plan.sources],
-        base=load(plan.base) if plan.base is not None else None,
+        tensors=[prepare(t) for t in raw[:count]],
+        base=prepare(raw[count]) if plan.base is not None else None,
         model_params=model_params,
         params=params,
         generator=generator,
         name=plan.name,
+        owned=True,
     )
     try:
         return method.merge_tensor(inputs)

@@ -193,12 +193,15 @@ class ModelReader:
         except KeyError:
             raise ValueError(f"tensor {name} is missing from model {self.path}") from None
 
-    def read(self, name: str) -> torch.Tensor:
-        """A fresh CPU tensor with the data of ``name`` (its stored dtype)."""
+    def read(self, name: str, out: torch.Tensor | None = None) -> torch.Tensor:
+        """A CPU tensor with the data of ``name`` (its stored dtype): fresh, or read into
+        ``out`` (a contiguous uint8 CPU tensor of at least the tensor's size in bytes)."""
         info = self.info(name)
         if self.format == "bin":
             return self._load_bin(info.file)[name].clone()
-        out = torch.empty(info.nbytes, dtype=torch.uint8)
+        if out is None or out.numel() < info.nbytes:
+            out = torch.empty(info.nbytes, dtype=torch.uint8)
+        out = out[: info.nbytes]
         handle = self._handles.get(info.file)
         if handle is None:
             handle = self._handles[info.file] = open(info.file, "rb")  # noqa: SIM115

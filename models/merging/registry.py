@@ -24,7 +24,8 @@ class TensorInputs:
 
     ``model_params[i]`` holds the resolved per-model parameters of ``tensors[i]``; ``params``
     the resolved global ones; ``generator`` seeds the random methods (one per tensor, so a
-    tensor's result does not depend on the order tensors are merged in).
+    tensor's result does not depend on the order tensors are merged in). ``owned``: the
+    tensors (and base) were read for this merge alone, so the method may overwrite them.
     """
 
     tensors: list[torch.Tensor]
@@ -33,6 +34,7 @@ class TensorInputs:
     params: dict[str, Any] = field(default_factory=dict)
     generator: torch.Generator | None = None
     name: str = ""
+    owned: bool = False
 
 
 class MergeMethod:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
+from splice.models.merging import workspace
 from splice.models.merging.registry import MergeMethod, TensorInputs, register
 
 #: Above this |cos| the two tensors count as colinear and are interpolated linearly.
@@ -23,25 +24,45 @@ def slerp(
     v1: torch.Tensor,
     dot_threshold: float = DOT_THRESHOLD,
     eps: float = NORM_EPS,
+    *,
+    inplace: bool = False,
 ) -> torch.Tensor:
     """Spherical interpolation of the flattened tensors (float32), ``t=0`` giving ``v0``.
 
     The angle comes from the normalized tensors (norms over the whole tensor); the result
     interpolates the unnormalized ones, falling back to :func:`lerp` when ``|cos| >
-    dot_threshold``. Returns float32.
+    dot_threshold``. Returns float32. ``inplace``: the inputs are the caller's to overwrite
+    (the products are then formed in them; the values are those of the allocating version).
     """
-    a, b = v0.float(), v1.float()
+
+    def work(v: torch.Tensor) -> torch.Tensor:
+        if v.dtype != torch.float32:
+            return v.float()
+        return v if inplace and v.is_contiguous() else v.contiguous().clone()
+
+    a, b = work(v0), work(v1)
+    if a.data_ptr() == b.data_ptr():
+        b = b.clone()
     na, nb = float(torch.linalg.vector_norm(a)), float(torch.linalg.vector_norm(b))
-    ua = a / na if na > eps else a
-    ub = b / nb if nb > eps else b
-    dot = float((ua * ub).sum())
+    ws = workspace.current()
+    ua, ub = ws.like("slerp_a", a), ws.like("slerp_b", b)
+    if na > eps:
+        torch.div(a.view(-1), na, out=ua)
+    else:
+        ua.copy_(a.view(-1))
+    if nb > eps:
+        torch.div(b.view(-1), nb, out=ub)
+    else:
+        ub.copy_(b.view(-1))
+    dot = float(ua.mul_(ub).sum())
     if abs(dot) > dot_threshold:
-        return lerp(t, a, b)
-    theta = math.acos(max(-1.0, min(1.0, dot)))
-    sin_theta = math.sin(theta)
-    s0 = math.sin(theta - theta * t) / sin_theta
-    s1 = math.sin(theta * t) / sin_theta
-    return s0 * a + s1 * b
+        s0, s1 = 1 - t, t
+    else:
+        theta = math.acos(max(-1.0, min(1.0, dot)))
+        sin_theta = math.sin(theta)
+        s0 = math.sin(theta - theta * t) / sin_theta
+        s1 = math.sin(theta * t) / sin_theta
+    return a.mul_(s0).add_(b.mul_(s1))
 
 
 @register
@@ -61,4 +82,4 @@ class Slerp(MergeMethod):
         t = inputs.params["t"]
         if t is None:
             raise ValueError("slerp: parameter 't' is required")
-        return slerp(float(t), inputs.base, inputs.tensors[0])
+        return slerp(float(t), inputs.base, inputs.tensors[0], inplace=inputs.owned)

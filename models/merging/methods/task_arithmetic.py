@@ -49,6 +49,7 @@ class TaskVectorMethod(MergeMethod):
             consensus=self.consensus,
             normalize=bool(inputs.params["normalize"]),
             lambda_=float(inputs.params["lambda"]),
+            inplace=inputs.owned,
         )
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from pathlib import PurePosixPath
 
+from splice.resolver.languages import EXTENSIONS
+
 #: Bytes above which a version of a file is too large.
 MAX_BYTES = 512 * 1024
 #: Characters above which a line is too long (minified or data).
@@ -17,28 +19,10 @@ MAX_LINE = 3000
 #: Lines searched for a generated-file marker.
 MARKER_LINES = 5
 
-#: Extension -> the data set's language name (tsx counts as typescript).
+#: Extension -> the data set's language name: the resolver's table, with tsx counted as
+#: typescript (as the data set names it).
 LANGUAGES: dict[str, str] = {
-    ".py": "python",
-    ".pyi": "python",
-    ".java": "java",
-    ".js": "javascript",
-    ".mjs": "javascript",
-    ".cjs": "javascript",
-    ".jsx": "javascript",
-    ".ts": "typescript",
-    ".mts": "typescript",
-    ".cts": "typescript",
-    ".tsx": "typescript",
-    ".cs": "csharp",
-    ".go": "go",
-    ".c": "c",
-    ".h": "c",
-    ".cpp": "cpp",
-    ".cc": "cpp",
-    ".hpp": "cpp",
-    ".kt": "kotlin",
-    ".rs": "rust",
+    ext: ("typescript" if lang == "tsx" else lang) for ext, lang in EXTENSIONS.items()
 }
 
 VENDORED = frozenset(

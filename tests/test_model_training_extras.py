@@ -11,7 +11,14 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from splice.models.auto_resolver import AutoResolver, combine
-from splice.models.hunk_calibration import HunkCandidates, fit, fit_platt, platt
+from splice.models.hunk_calibration import (
+    HunkCandidates,
+    cross_fit,
+    fit,
+    fit_platt,
+    platt,
+    repo_folds,
+)
 from splice.resolver.chunks import Conflict
 from splice.resolver.resolvers import Hunk, Resolution, Suggestion
 
@@ -133,6 +140,35 @@ def test_fit_prefers_the_policy_when_it_is_right_and_surer() -> None:
     assert report["hunk_top1"] == 0.0  # the model alone is always wrong here
     assert report["auto_top1"] == 1.0
     assert report["auto_coverage"] == 1.0 and report["auto_precision_at_threshold"] == 1.0
+
+
+def test_repo_folds_never_split_a_repository() -> None:
+    hunks = [
+        HunkCandidates("go", repo, np.zeros(1), np.zeros(1), False, False)
+        for repo, n in (("a", 5), ("b", 3), ("c", 2), ("d", 1))
+        for _ in range(n)
+    ]
+    folds = repo_folds(hunks, 2)
+    assert sum(int(f.sum()) for f in folds) == len(hunks)
+    assert not (folds[0] & folds[1]).any()
+    repos_of = [{h.repo for h, m in zip(hunks, f, strict=True) if m} for f in folds]
+    assert not (repos_of[0] & repos_of[1])
+    assert sorted(int(f.sum()) for f in folds) == [5, 6]  # greedy balance: a | b, c, d
+
+
+def test_cross_fit_reports_held_out_repositories_not_the_fit() -> None:
+    # repository "a": the token route is right; "b": the hunk route is. Fitted on all hunks the
+    # weight serves the larger one; held out, each repository gets the other's weight
+    a = [_hunk([0.9, 0.1], [0.2, 0.8], 0, clean=False, has_token=True) for _ in range(60)]
+    b = [_hunk([0.9, 0.1], [0.2, 0.8], 1, clean=False, has_token=True) for _ in range(40)]
+    for h in b:
+        h.repo = "b"
+    in_sample = fit(a + b)["hunk_top1"]
+    held_out = cross_fit(a + b, k=2)
+    assert in_sample == 0.6
+    assert held_out["hunk_top1"] == 0.0  # every repository scored with the other's weight
+    assert held_out["n_hunks"] == 100 and len(held_out["folds"]) == 2
+    assert {tuple(f["repos"]) for f in held_out["folds"]} == {("r",), ("b",)}
 
 
 # ----------------------------------------------------------------------------- auto

@@ -181,7 +181,8 @@ def log_loss(hunks: Sequence[HunkCandidates], token_weight: float, clean_weight:
 def platt(score: np.ndarray, a: float, b: float) -> np.ndarray:
     """``sigmoid(a * logit(score) + b)``, scores clipped to [1e-6, 1 - 1e-6]."""
     p = np.clip(np.asarray(score, dtype=np.float64), 1e-6, 1 - 1e-6)
-    return 1.0 / (1.0 + np.exp(-(a * np.log(p / (1 - p)) + b)))
+    z = np.clip(a * np.log(p / (1 - p)) + b, -500.0, 500.0)
+    return 1.0 / (1.0 + np.exp(-z))
 
 
 def fit_platt(score: np.ndarray, right: np.ndarray, iters: int = 200) -> tuple[float, float]:

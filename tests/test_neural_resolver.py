@@ -307,13 +307,10 @@ def test_threshold_is_the_lowest_reaching_the_target() -> None:
     assert select_threshold(conf, np.zeros(6, dtype=bool), 0.95)[0] == 1.0
 
 
-def test_calibrate_command_writes_a_loadable_calibration(model_dir: Path, tmp_path: Path) -> None:
-    from click.testing import CliRunner
+def _tiny_val_npz(tmp_path: Path) -> Path:
+    """40 labelled pieces in 20 hunks, random labels, as ``splice.models.examples`` writes them."""
     from splice.models.encoding import encode_piece
-    from splice.models.onnx_resolver import NeuralResolver
     from splice.models.tokenizer import load_tokenizer
-
-    from splice.cli import main
 
     tok = load_tokenizer(SHIPPED_TOKENIZER)
     rng = np.random.default_rng(1)
@@ -335,6 +332,16 @@ def test_calibrate_command_writes_a_loadable_calibration(model_dir: Path, tmp_pa
         hunk_key=np.array(keys),
         meta=np.array(json.dumps({"max_len": MAX_LEN})),
     )
+    return npz
+
+
+def test_calibrate_command_writes_a_loadable_calibration(model_dir: Path, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+    from splice.models.onnx_resolver import NeuralResolver
+
+    from splice.cli import main
+
+    npz = _tiny_val_npz(tmp_path)
     work = tmp_path / "model"
     shutil.copytree(model_dir, work, ignore=shutil.ignore_patterns("hf"))
     (work / "calibration.json").unlink()
@@ -346,6 +353,43 @@ def test_calibrate_command_writes_a_loadable_calibration(model_dir: Path, tmp_pa
     assert data["temperature"] > 0 and 0.0 <= data["threshold"] <= 1.0
     assert data["n_pieces"] == 40 and data["n_hunks"] == 20
     assert NeuralResolver(work).min_confidence == pytest.approx(data["threshold"])
+
+
+def test_calibrate_hunks_fits_weights_on_training_repositories(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    """--hunks: route weights from training-repository hunks, the rest from validation hunks,
+    and a held-out report by repository group, on real shards (two of each split)."""
+    from click.testing import CliRunner
+    from splice.models.onnx_resolver import NeuralResolver
+
+    from splice.cli import main
+    from splice.dataset import repo_of_shard, shard_paths, split_of
+
+    if not DATA.is_dir():
+        pytest.skip(f"no data set at {DATA}")
+    data = tmp_path / "data"
+    data.mkdir()
+    by_split: dict[str, list[Path]] = {"train": [], "val": []}
+    for shard in shard_paths(DATA):
+        group = by_split[split_of(repo_of_shard(shard))]
+        if len(group) < 2:
+            group.append(shard)
+            (data / shard.name).symlink_to(shard)
+    work = tmp_path / "model"
+    shutil.copytree(model_dir, work, ignore=shutil.ignore_patterns("hf"))
+    args = ["calibrate", str(work), "--val-npz", str(_tiny_val_npz(tmp_path)), "--data"]
+    args += [str(data), "--per-repo", "3", "--train-per-repo", "3", "--folds", "2"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "training hunks" in result.output and "held out (2 groups" in result.output
+    calib = json.loads((work / "calibration.json").read_text())
+    assert "training-repository hunks" in calib["notes"]
+    held = calib["held_out"]
+    assert held["n_hunks"] == calib["n_hunks"] > 0 and len(held["folds"]) == 2
+    val_repos = {repo_of_shard(p) for p in by_split["val"]}
+    assert {r for f in held["folds"] for r in f["repos"]} <= val_repos
+    assert NeuralResolver(work).calibration.token_weight == calib["token_weight"]
 
 
 # ----------------------------------------------------------------------------- evaluation

@@ -31,6 +31,21 @@ import click
 )
 @click.option("--data", default="../shared/data/merges", show_default=True)
 @click.option("--per-repo", type=int, help="Validation files per repository for --hunks.")
+@click.option(
+    "--train-per-repo",
+    type=int,
+    default=40,
+    show_default=True,
+    help="Training-repository files per repository on which --hunks fits the route weights "
+    "(0: fit them on the validation hunks, in sample).",
+)
+@click.option(
+    "--folds",
+    type=int,
+    default=5,
+    show_default=True,
+    help="Groups of validation repositories for the held-out report (hunk_calibration.cross_fit).",
+)
 def calibrate_command(
     model_dir: str,
     val_npz: str,
@@ -41,6 +56,8 @@ def calibrate_command(
     hunks: bool,
     data: str,
     per_repo: int | None,
+    train_per_repo: int,
+    folds: int,
 ) -> None:
     """Temperature scaling, ECE before/after, route weights and the threshold reaching
     --target-precision on validation hunks."""
@@ -71,29 +88,51 @@ def calibrate_command(
     )
     target_path = Path(out_path) if out_path else Path(model_dir) / "calibration.json"
     if hunks:
-        _calibrate_hunks(model_dir, target_path, data, per_repo, target_precision)
+        _calibrate_hunks(
+            model_dir, target_path, data, per_repo, target_precision, train_per_repo, folds
+        )
     click.echo(f"wrote {target_path}")
 
 
 def _calibrate_hunks(
-    model_dir: str, path: Path, data: str, per_repo: int | None, target: float
+    model_dir: str,
+    path: Path,
+    data: str,
+    per_repo: int | None,
+    target: float,
+    train_per_repo: int,
+    folds: int,
 ) -> None:
-    """Fit weights and threshold on validation hunks; merge them into ``path``."""
+    """Route weights on training-repository hunks, Platt map and thresholds on validation hunks,
+    and the held-out report (:mod:`splice.models.hunk_calibration`); merged into ``path``."""
     import json
 
     from splice.dataset import iter_records
-    from splice.models.hunk_calibration import collect, fit
+    from splice.models.hunk_calibration import collect, cross_fit, fit, fit_weights
     from splice.models.onnx_resolver import NeuralResolver
 
     calib = json.loads(path.read_text(encoding="utf-8"))
     resolver = NeuralResolver(model_dir)
     resolver.calibration = resolver.calibration.__class__.from_json(calib)
+    weights = None
+    if train_per_repo > 0:
+        train = collect(iter_records(data, split="train", per_repo_limit=train_per_repo), resolver)
+        if not train:
+            raise click.ClickException(f"no located training hunks in {data}")
+        weights = fit_weights(train)
+        click.echo(f"route weights from {len(train)} training hunks: {weights}")
     rows = collect(iter_records(data, split="val", per_repo_limit=per_repo), resolver)
     if not rows:
         raise click.ClickException(f"no located validation hunks in {data}")
-    report = fit(rows, target)
+    report = fit(rows, target, weights)
+    held_out = cross_fit(rows, folds, target, weights)
     calib.update(report)
-    calib["notes"] = "threshold and route weights fitted on validation hunks (hunk_calibration)"
+    calib["held_out"] = held_out
+    calib["notes"] = (
+        "route weights fitted on training-repository hunks"
+        if weights is not None
+        else "route weights fitted on the validation hunks (in sample)"
+    ) + "; Platt map and thresholds on validation hunks; held_out: cross_fit by repository"
     path.write_text(json.dumps(calib, indent=2) + "\n", encoding="utf-8")
     click.echo(
         f"hunks: {report['n_hunks']}; weights token {report['token_weight']}, clean "
@@ -102,4 +141,10 @@ def _calibrate_hunks(
         f"{report['threshold']:.4f}: precision {report['hunk_precision_at_threshold']:.1%}, "
         f"coverage {report['hunk_coverage']:.1%}; hunk ECE {report['hunk_ece_before']:.4f}"
         f" -> {report['hunk_ece_after']:.4f}"
+    )
+    m = held_out["model_at_threshold"]
+    click.echo(
+        f"held out ({folds} groups of repositories): top-1 {held_out['hunk_top1']:.1%}, "
+        f"precision {m['precision']:.1%} at coverage {m['coverage']:.2%}, "
+        f"hunk ECE {held_out['hunk_ece']:.4f}"
     )

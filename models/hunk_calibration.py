@@ -18,7 +18,7 @@ This module measures exactly that, on the hunks ``splice eval`` counts (every lo
    scaling (``sigmoid(a * logit(score) + b)``, fitted by log loss), and picks the lowest
    calibrated confidence at which the answered hunks are at least 95% right. It reports top-1 /
    top-3, coverage and precision at the threshold, and the hunk-level expected calibration error
-   before (raw mixture scores, default weights) and after (fitted weights and Platt map).
+   before (raw mixture scores) and after the Platt map.
 4. :func:`cross_fit` gives the same numbers out of sample: validation repositories in ``k``
    groups, each scored with the Platt map and thresholds fitted on the others.
 """
@@ -234,7 +234,7 @@ def fit(
     from splice.models.calibrate import ece, select_threshold
 
     wt, wc = weights if weights is not None else fit_weights(hunks)
-    conf0, right0, _ = outcomes(hunks, 0.5, 0.5)
+    right0 = outcomes(hunks, 0.5, 0.5)[1]
     raw, right, rank = outcomes(hunks, wt, wc)
     a, b = fit_platt(raw, right) if len(hunks) else (1.0, 0.0)
     conf = platt(raw, a, b)
@@ -272,7 +272,7 @@ def fit(
         "hunk_top1": float(right.mean()) if len(hunks) else 0.0,
         "hunk_top3": float(((rank > 0) & (rank <= 3)).mean()) if len(hunks) else 0.0,
         "hunk_top1_default_weights": float(right0.mean()) if len(hunks) else 0.0,
-        "hunk_ece_before": ece(conf0, right0),
+        "hunk_ece_before": ece(raw, right),
         "hunk_ece_after": ece(conf, right),
         "auto_threshold": float(a_thr),
         "auto_precision_at_threshold": a_prec,

@@ -204,3 +204,24 @@ def test_literal_label_placeholders_are_ignored(tmp_path) -> None:
     assert effective_labels(req) == ("ours", "base", "theirs")
     req = MergeRequest("o", "a", "b", labels=("HEAD", "merged common ancestors", "topic"))
     assert effective_labels(req) == ("HEAD", "merged common ancestors", "topic")
+
+
+def test_console_entry_keeps_clicks_help_and_usage_errors(tmp_path) -> None:
+    """``splice driver`` ends with os._exit after click has run: help still prints (exit 0), a
+    usage error still exits 2 with click's message, and a real merge writes its result."""
+    import subprocess
+    import sys
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "-m", "splice", "driver", *args]
+        return subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+
+    helped = run("--help")
+    assert helped.returncode == 0 and "%O %A %B" in helped.stdout
+    bad = run("--no-such-option")
+    assert bad.returncode == 2 and "No such option" in bad.stderr
+    for name, text in (("b", BASE), ("o", OURS), ("t", THEIRS)):
+        (tmp_path / name).write_text(text)
+    merged = run("b", "o", "t", "7", "f.py", "--resolver", "theirs")
+    assert merged.returncode == 0, merged.stderr
+    assert (tmp_path / "o").read_text() == THEIRS

@@ -1,5 +1,5 @@
 """``python -m splice``."""
 
-from splice.cli import main
+from splice.entry import main
 
 main()

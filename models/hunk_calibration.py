@@ -378,3 +378,35 @@ def cross_fit(
         "per_language": per_language,
         "folds": folds,
     }
+
+
+def answer_kind(h: HunkCandidates, i: int) -> str:
+    """What candidate ``i`` of ``h`` is: ours, theirs, base, the clean token merge, or another
+    combination of the sides."""
+    bits = int(h.sides[i]) if h.sides is not None else 0
+    for bit, name in ((1, "ours"), (2, "theirs"), (4, "base")):
+        if bits & bit:
+            return name
+    if h.clean and not h.has_token and h.token_p[i] == 1.0:
+        return "clean token merge"
+    return "combination"
+
+
+def error_kinds(hunks: Sequence[HunkCandidates], weights: tuple[float, float]) -> dict[str, float]:
+    """Share of ``hunks`` per (right answer's kind, first choice's kind) where the first choice
+    under ``weights`` is wrong, keyed ``"RIGHT -> CHOSEN"``, largest first ("not a candidate":
+    no candidate reproduces the resolution)."""
+    counts: dict[str, int] = {}
+    for h in hunks:
+        if not len(h.right):
+            continue
+        s = scores(h, *weights)
+        top = int(np.argmax(s))
+        if h.right[top]:
+            continue
+        hits = np.flatnonzero(h.right)
+        right = answer_kind(h, int(hits[0])) if len(hits) else "not a candidate"
+        key = f"{right} -> {answer_kind(h, top)}"
+        counts[key] = counts.get(key, 0) + 1
+    n = max(len(hunks), 1)
+    return {k: v / n for k, v in sorted(counts.items(), key=lambda kv: -kv[1])}

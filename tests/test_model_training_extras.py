@@ -14,6 +14,7 @@ from splice.models.auto_resolver import AutoResolver, combine
 from splice.models.hunk_calibration import (
     HunkCandidates,
     cross_fit,
+    error_kinds,
     fit,
     fit_platt,
     platt,
@@ -169,6 +170,16 @@ def test_cross_fit_reports_held_out_repositories_not_the_fit() -> None:
     assert held_out["hunk_top1"] == 0.0  # every repository scored with the other's weight
     assert held_out["n_hunks"] == 100 and len(held_out["folds"]) == 2
     assert {tuple(f["repos"]) for f in held_out["folds"]} == {("r",), ("b",)}
+
+
+def test_error_kinds_names_the_right_and_the_chosen_answer() -> None:
+    sides = np.array([1, 2, 0], np.int8)  # ours, theirs, a combination
+    wrong_side = _hunk([0, 0, 0], [0.6, 0.3, 0.1], 1, clean=False, has_token=False, sides=sides)
+    right = _hunk([0, 0, 0], [0.6, 0.3, 0.1], 0, clean=False, has_token=False, sides=sides)
+    missing = _hunk([0, 0, 0], [0.2, 0.7, 0.1], 0, clean=False, has_token=False, sides=sides)
+    missing.right[:] = False
+    kinds = error_kinds([wrong_side, right, missing, wrong_side], (0.5, 0.5))
+    assert kinds == {"theirs -> ours": 0.5, "not a candidate -> theirs": 0.25}
 
 
 # ----------------------------------------------------------------------------- auto

@@ -108,7 +108,7 @@ def _calibrate_hunks(
     import json
 
     from splice.dataset import iter_records
-    from splice.models.hunk_calibration import collect, cross_fit, fit, fit_weights
+    from splice.models.hunk_calibration import collect, cross_fit, error_kinds, fit, fit_weights
     from splice.models.onnx_resolver import NeuralResolver
 
     calib = json.loads(path.read_text(encoding="utf-8"))
@@ -128,6 +128,7 @@ def _calibrate_hunks(
     held_out = cross_fit(rows, folds, target, weights)
     calib.update(report)
     calib["held_out"] = held_out
+    calib["errors"] = error_kinds(rows, (report["token_weight"], report["clean_weight"]))
     calib["notes"] = (
         "route weights fitted on training-repository hunks"
         if weights is not None

@@ -192,7 +192,7 @@ def fit_platt(score: np.ndarray, right: np.ndarray, iters: int = 200) -> tuple[f
     y = np.asarray(right, dtype=np.float64)
     a, b = 1.0, 0.0
     for _ in range(iters):
-        q = 1.0 / (1.0 + np.exp(-(a * x + b)))
+        q = 1.0 / (1.0 + np.exp(-np.clip(a * x + b, -500.0, 500.0)))
         g = np.array([np.sum((q - y) * x), np.sum(q - y)])
         w = q * (1 - q) + 1e-9
         h = np.array([[np.sum(w * x * x), np.sum(w * x)], [np.sum(w * x), np.sum(w)]])

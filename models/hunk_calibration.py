@@ -99,7 +99,7 @@ def collect(records: Iterable[dict[str, Any]], resolver: Any) -> list[HunkCandid
                     has_token=any(c.token_p > 0 and not c.clean for c in cands),
                     right=np.array([t == key for t in texts]),
                     policy_conf=answer.confidence if answer else 0.0,
-                    policy_right=bool(answer) and normalize("".join(answer.lines)) == key,
+                    policy_right=policy_key == key,
                     date=record.get("date", ""),
                     record_id=record.get("id", ""),
                     sides=np.array([_side_bits(t, side_keys) for t in texts], dtype=np.int8),
@@ -112,35 +112,6 @@ def collect(records: Iterable[dict[str, Any]], resolver: Any) -> list[HunkCandid
 def _side_bits(text: str, side_keys: Sequence[str]) -> int:
     """Bit 1: ``text`` is ours, 2: theirs, 4: base (keys in that order)."""
     return sum(1 << i for i, key in enumerate(side_keys) if text == key)
-
-
-def collect_parallel(
-    records: Iterable[dict[str, Any]], model_dir: str | None, workers: int = 2
-) -> list[HunkCandidates]:
-    """:func:`collect` over ``workers`` processes (one onnxruntime session each), in order."""
-    from concurrent.futures import ProcessPoolExecutor
-
-    if workers <= 1:
-        from splice.models.onnx_resolver import NeuralResolver
-
-        return collect(records, NeuralResolver(model_dir))
-    out: list[HunkCandidates] = []
-    with ProcessPoolExecutor(workers) as pool:
-        for part in pool.map(_collect_one, ((r, model_dir) for r in records), chunksize=8):
-            out.extend(part)
-    return out
-
-
-_RESOLVERS: dict[str | None, Any] = {}
-
-
-def _collect_one(job: tuple[dict[str, Any], str | None]) -> list[HunkCandidates]:
-    record, model_dir = job
-    if model_dir not in _RESOLVERS:
-        from splice.models.onnx_resolver import NeuralResolver
-
-        _RESOLVERS[model_dir] = NeuralResolver(model_dir)
-    return collect([record], _RESOLVERS[model_dir])
 
 
 def scores(h: HunkCandidates, token_weight: float, clean_weight: float) -> np.ndarray:
@@ -203,6 +174,21 @@ def fit_platt(score: np.ndarray, right: np.ndarray, iters: int = 200) -> tuple[f
     return float(a), float(b)
 
 
+def policy_outcomes(hunks: Sequence[HunkCandidates]) -> tuple[np.ndarray, np.ndarray]:
+    """Per hunk, the token-merge policy's confidence (0: no answer) and whether it is right."""
+    return np.array([h.policy_conf for h in hunks]), np.array([h.policy_right for h in hunks])
+
+
+def auto_outcomes(
+    pconf: np.ndarray, pright: np.ndarray, conf: np.ndarray, right: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per hunk, the ``auto`` combination's confidence and whether it is right: the policy's
+    answer (``pconf``, ``pright``) where it is at least as sure as the model's top candidate
+    (``conf``, ``right``), else the model's."""
+    use_policy = pconf >= conf
+    return np.where(use_policy, pconf, conf), np.where(use_policy, pright, right)
+
+
 def fit_weights(hunks: Sequence[HunkCandidates]) -> tuple[float, float]:
     """(token_weight, clean_weight) with the best top-1 on ``hunks`` (ties: lower log loss);
     0.5 for a kind of hunk that does not occur."""
@@ -239,12 +225,8 @@ def fit(
     a, b = fit_platt(raw, right) if len(hunks) else (1.0, 0.0)
     conf = platt(raw, a, b)
     thr, prec, cov, n_at = select_threshold(conf, right, target)
-    # auto: the more confident of the policy's answer and the model's top candidate
-    pconf = np.array([h.policy_conf for h in hunks])
-    pright = np.array([h.policy_right for h in hunks])
-    use_policy = pconf >= conf
-    auto_conf = np.where(use_policy, pconf, conf)
-    auto_right = np.where(use_policy, pright, right)
+    pconf, pright = policy_outcomes(hunks)
+    auto_conf, auto_right = auto_outcomes(pconf, pright, conf, right)
     a_thr, a_prec, a_cov, a_n = select_threshold(auto_conf, auto_right, target)
     langs = sorted({h.lang for h in hunks})
     per_lang = {}
@@ -331,11 +313,7 @@ def cross_fit(
         c = platt(raw, p["platt_a"], p["platt_b"])
         conf[test_idx], right[test_idx], rank[test_idx] = c, r, rk
         answered[test_idx] = c >= p["threshold"]
-        pconf = np.array([h.policy_conf for h in test])
-        pright = np.array([h.policy_right for h in test])
-        use_policy = pconf >= c
-        a_conf = np.where(use_policy, pconf, c)
-        auto_right[test_idx] = np.where(use_policy, pright, r)
+        a_conf, auto_right[test_idx] = auto_outcomes(*policy_outcomes(test), c, r)
         auto_answered[test_idx] = a_conf >= p["auto_threshold"]
         folds.append(
             {
@@ -343,8 +321,14 @@ def cross_fit(
                 "hunks": len(test),
                 "fitted": {
                     key: p[key]
-                    for key in ("token_weight", "clean_weight", "platt_a", "platt_b")
-                    + ("threshold", "auto_threshold")
+                    for key in (
+                        "token_weight",
+                        "clean_weight",
+                        "platt_a",
+                        "platt_b",
+                        "threshold",
+                        "auto_threshold",
+                    )
                 },
             }
         )

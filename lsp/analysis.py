@@ -194,6 +194,7 @@ def analyze(
     has no base section).
     """
     from splice.resolver.chunks import Conflict
+    from splice.resolver.filecontext import FileContext
     from splice.resolver.languages import language_for_path
     from splice.resolver.markers import ParsedConflict, parse
     from splice.resolver.resolvers import Hunk
@@ -246,6 +247,7 @@ def analyze(
     result.sides = ("".join(views["base"]), "".join(views["ours"]), "".join(views["theirs"]))
 
     ours_view = views["ours"]
+    context = FileContext(views["base"], views["ours"], views["theirs"])
     asked: list[ConflictView] = []
     for view, (begin, stop) in zip(result.conflicts, spans, strict=True):
         if view.base is None:
@@ -259,6 +261,7 @@ def analyze(
             before=tuple(ours_view[max(0, begin - CONTEXT_LINES) : begin]),
             after=tuple(ours_view[stop : stop + CONTEXT_LINES]),
             path=path,
+            file=context,
         )
         asked.append(view)
     if engine is not None and asked:

@@ -31,6 +31,9 @@ from typing import Any
 
 import numpy as np
 
+#: Rerank weights (:data:`splice.models.rerank.FEATURES` order) or None for the mixture alone.
+Rerank = np.ndarray | Sequence[float] | None
+
 #: Weights tried for each route mixture.
 WEIGHT_GRID = np.round(np.linspace(0.0, 1.0, 21), 2)
 TARGET_PRECISION = 0.95
@@ -57,11 +60,14 @@ class HunkCandidates:
     sides: np.ndarray | None = None
     #: Index of the policy's answer among the candidates (-1: no answer, or not a candidate).
     policy_index: int = -1
+    #: Per candidate, :data:`splice.models.rerank.FEATURES` (None: not collected).
+    features: np.ndarray | None = None
 
 
 def collect(records: Iterable[dict[str, Any]], resolver: Any) -> list[HunkCandidates]:
     """Candidates of every located conflict hunk of ``records`` (see module doc), with the
     token-merge policy's answer for the ``auto`` combination."""
+    from splice.models.rerank import features_many
     from splice.resolver.chunks import split_lines
     from splice.resolver.pipeline import find_hunks
     from splice.resolver.policy import SafeTokenMerge
@@ -79,10 +85,12 @@ def collect(records: Iterable[dict[str, Any]], resolver: Any) -> list[HunkCandid
             located = [
                 (r.hunk, tr) for r, tr in zip(reports, truths, strict=True) if tr is not None
             ]
-            ranked = resolver.candidates_many([h for h, _ in located]) if located else []
+            hunks = [h for h, _ in located]
+            ranked = resolver.candidates_many(hunks, rerank=False) if located else []
+            feats = features_many(hunks, ranked)
         except RecursionError:  # pathological input: skipped, as splice eval does
             continue
-        for (hunk, truth), cands in zip(located, ranked, strict=True):
+        for (hunk, truth), cands, x in zip(located, ranked, feats, strict=True):
             key = normalize("".join(truth))
             answer = policy.resolve(hunk).chosen
             side_keys = [normalize("".join(x)) for x in (hunk.conflict.ours, hunk.conflict.theirs)]
@@ -104,8 +112,42 @@ def collect(records: Iterable[dict[str, Any]], resolver: Any) -> list[HunkCandid
                     record_id=record.get("id", ""),
                     sides=np.array([_side_bits(t, side_keys) for t in texts], dtype=np.int8),
                     policy_index=texts.index(policy_key) if policy_key in texts else -1,
+                    features=x,
                 )
             )
+    return out
+
+
+_WORKER: Any = None
+
+
+def _init_worker(model_dir: str, calibration: dict[str, Any]) -> None:
+    global _WORKER
+    from splice.models.onnx_resolver import Calibration, NeuralResolver
+
+    _WORKER = NeuralResolver(model_dir)
+    _WORKER.calibration = Calibration.from_json(calibration)
+
+
+def _collect_one(record: dict[str, Any]) -> list[HunkCandidates]:
+    return collect([record], _WORKER)
+
+
+def collect_parallel(
+    records: Iterable[dict[str, Any]],
+    model_dir: str,
+    calibration: dict[str, Any],
+    workers: int,
+) -> list[HunkCandidates]:
+    """:func:`collect` with ``workers`` processes, each loading the model in ``model_dir`` with
+    ``calibration`` (parsed ``calibration.json``); same rows in the same order."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")  # no fork of a live onnxruntime session
+    out: list[HunkCandidates] = []
+    with ctx.Pool(workers, initializer=_init_worker, initargs=(model_dir, calibration)) as pool:
+        for rows in pool.imap(_collect_one, records, chunksize=4):
+            out.extend(rows)
     return out
 
 
@@ -114,14 +156,37 @@ def _side_bits(text: str, side_keys: Sequence[str]) -> int:
     return sum(1 << i for i, key in enumerate(side_keys) if text == key)
 
 
-def scores(h: HunkCandidates, token_weight: float, clean_weight: float) -> np.ndarray:
-    """The mixture score of each candidate of ``h`` under the given weights."""
+def scores(
+    h: HunkCandidates, token_weight: float, clean_weight: float, rerank: Rerank = None
+) -> np.ndarray:
+    """The mixture score of each candidate of ``h`` under the given weights, reranked with
+    the ``rerank`` weights when given (:mod:`splice.models.rerank`)."""
     w = token_weight if h.has_token else clean_weight if h.clean else 0.0
-    return w * h.token_p + (1.0 - w) * h.hunk_p
+    mix = w * h.token_p + (1.0 - w) * h.hunk_p
+    if rerank is None or h.features is None:
+        return mix
+    from splice.models.rerank import rerank_scores
+
+    return rerank_scores(mix, h.features, np.asarray(rerank))
+
+
+def fit_rerank(hunks: Sequence[HunkCandidates], weights: tuple[float, float]) -> np.ndarray:
+    """Rerank weights fitted on ``hunks`` (their mixtures under ``weights`` as the offset)."""
+    from splice.models import rerank
+
+    usable = [h for h in hunks if h.features is not None and len(h.right)]
+    return rerank.fit(
+        [scores(h, *weights) for h in usable],
+        [h.features for h in usable],  # type: ignore[misc]
+        [h.right for h in usable],
+    )
 
 
 def outcomes(
-    hunks: Sequence[HunkCandidates], token_weight: float, clean_weight: float
+    hunks: Sequence[HunkCandidates],
+    token_weight: float,
+    clean_weight: float,
+    rerank: Rerank = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per hunk: confidence of the top candidate, whether it is right, rank of the right one
     (0: not among the candidates)."""
@@ -131,7 +196,7 @@ def outcomes(
     for i, h in enumerate(hunks):
         if len(h.right) == 0:
             continue
-        s = scores(h, token_weight, clean_weight)
+        s = scores(h, token_weight, clean_weight, rerank)
         order = np.argsort(-s, kind="stable")
         conf[i] = min(1.0, float(s[order[0]]))
         right[i] = bool(h.right[order[0]])
@@ -157,7 +222,9 @@ def platt(score: np.ndarray, a: float, b: float) -> np.ndarray:
 
 
 def fit_platt(score: np.ndarray, right: np.ndarray, iters: int = 200) -> tuple[float, float]:
-    """(a, b) minimising the log loss of :func:`platt` on (score, right), by Newton's method."""
+    """(a, b) minimising the log loss of :func:`platt` on (score, right), by Newton's method;
+    (1, 0), the scores themselves, when the fit would not keep their order (``a <= 0``: on a
+    handful of hunks the scores can be unrelated or perfectly separating)."""
     p = np.clip(np.asarray(score, dtype=np.float64), 1e-6, 1 - 1e-6)
     x = np.log(p / (1 - p))
     y = np.asarray(right, dtype=np.float64)
@@ -171,6 +238,8 @@ def fit_platt(score: np.ndarray, right: np.ndarray, iters: int = 200) -> tuple[f
         a, b = a - step[0], b - step[1]
         if np.abs(step).max() < 1e-9:
             break
+    if not (np.isfinite(a) and np.isfinite(b) and 0.0 < a < 1e3):
+        return 1.0, 0.0
     return float(a), float(b)
 
 
@@ -214,14 +283,16 @@ def fit(
     hunks: Sequence[HunkCandidates],
     target: float = TARGET_PRECISION,
     weights: tuple[float, float] | None = None,
+    rerank: Rerank = None,
 ) -> dict[str, Any]:
     """Platt map, thresholds and the report of the module doc on ``hunks``; the route
-    ``weights`` (token, clean) are fitted on ``hunks`` too unless given."""
+    ``weights`` (token, clean) are fitted on ``hunks`` too unless given; scores are reranked
+    with ``rerank`` when given."""
     from splice.models.calibrate import ece, select_threshold
 
     wt, wc = weights if weights is not None else fit_weights(hunks)
     right0 = outcomes(hunks, 0.5, 0.5)[1]
-    raw, right, rank = outcomes(hunks, wt, wc)
+    raw, right, rank = outcomes(hunks, wt, wc, rerank)
     a, b = fit_platt(raw, right) if len(hunks) else (1.0, 0.0)
     conf = platt(raw, a, b)
     thr, prec, cov, n_at = select_threshold(conf, right, target)
@@ -289,6 +360,7 @@ def cross_fit(
     k: int = 2,
     target: float = TARGET_PRECISION,
     weights: tuple[float, float] | None = None,
+    rerank: Rerank = None,
 ) -> dict[str, Any]:
     """Out-of-sample numbers for :func:`fit`: the repositories are split into ``k`` groups
     (:func:`repo_folds`); each group's hunks are scored with the Platt map and thresholds (and
@@ -308,8 +380,8 @@ def cross_fit(
         train = [h for h, m in zip(hunks, held, strict=True) if not m]
         test_idx = np.flatnonzero(held)
         test = [hunks[i] for i in test_idx]
-        p = fit(train, target, weights)
-        raw, r, rk = outcomes(test, p["token_weight"], p["clean_weight"])
+        p = fit(train, target, weights, rerank)
+        raw, r, rk = outcomes(test, p["token_weight"], p["clean_weight"], rerank)
         c = platt(raw, p["platt_a"], p["platt_b"])
         conf[test_idx], right[test_idx], rank[test_idx] = c, r, rk
         answered[test_idx] = c >= p["threshold"]
@@ -376,7 +448,9 @@ def answer_kind(h: HunkCandidates, i: int) -> str:
     return "combination"
 
 
-def error_kinds(hunks: Sequence[HunkCandidates], weights: tuple[float, float]) -> dict[str, float]:
+def error_kinds(
+    hunks: Sequence[HunkCandidates], weights: tuple[float, float], rerank: Rerank = None
+) -> dict[str, float]:
     """Share of ``hunks`` per (right answer's kind, first choice's kind) where the first choice
     under ``weights`` is wrong, keyed ``"RIGHT -> CHOSEN"``, largest first ("not a candidate":
     no candidate reproduces the resolution)."""
@@ -384,7 +458,7 @@ def error_kinds(hunks: Sequence[HunkCandidates], weights: tuple[float, float]) -
     for h in hunks:
         if not len(h.right):
             continue
-        s = scores(h, *weights)
+        s = scores(h, *weights, rerank)
         top = int(np.argmax(s))
         if h.right[top]:
             continue

@@ -24,9 +24,15 @@ pieces: its token route puts probability 1 on the clean merge, mixed in with its
 must compete with the hunk route's patterns rather than win outright). Hunks with more than 64
 token conflicts use the hunk route alone (``w = 0``).
 
-The best candidate is ``Resolution.chosen`` with its mixture probability as confidence, and the
-first three distinct candidates are the suggestions. The pipeline applies answers at the
-calibrated ``threshold`` (the resolver's ``min_confidence``) unless the caller sets one.
+When ``calibration.json`` holds ``rerank`` weights, the candidates are then rescored with what the
+classifier cannot see, the rest of the file (:mod:`splice.models.rerank`: names used elsewhere,
+how much each side changed the file, how the file's other hunks lean), as a conditional logit
+with the mixture as its offset.
+
+The best candidate is ``Resolution.chosen`` with its (reranked) probability mapped by the Platt
+map as confidence, and the first three distinct candidates are the suggestions. The pipeline
+applies answers at the calibrated ``threshold`` (the resolver's ``min_confidence``) unless the
+caller sets one.
 
 ``SPLICE_MODEL_DIR`` overrides the default model directory (``models/shipped/``).
 """
@@ -38,7 +44,7 @@ import math
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +93,8 @@ class Calibration:
     auto_threshold: float | None = None
     #: Sequence length the pieces are encoded to.
     max_len: int = 128
+    #: Weights of :data:`splice.models.rerank.FEATURES` (None: the mixture ranks alone).
+    rerank: tuple[float, ...] | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Calibration:
@@ -110,6 +118,15 @@ class Calibration:
         if auto is not None and not 0.0 <= float(auto) <= 1.0:
             raise ValueError(f"auto_threshold {auto} outside [0, 1]")
         thr = None if thr is None else float(thr)
+        rerank = data.get("rerank")
+        if rerank is not None:
+            from splice.models.rerank import FEATURES
+
+            if tuple(rerank.get("features", ())) != FEATURES:
+                raise ValueError("rerank features do not match this version of splice")
+            rerank = tuple(float(x) for x in rerank["weights"])
+            if len(rerank) != len(FEATURES) or not all(math.isfinite(x) for x in rerank):
+                raise ValueError("rerank weights must be one finite number per feature")
         return cls(
             temperature=t,
             threshold=thr,
@@ -119,6 +136,7 @@ class Calibration:
             platt_a=a,
             platt_b=b,
             auto_threshold=None if auto is None else float(auto),
+            rerank=rerank,
         )
 
     def confidence(self, score: float) -> float:
@@ -263,8 +281,10 @@ class NeuralResolver:
             out.append(np.asarray(logits, dtype=np.float64))
         return np.concatenate(out) if out else np.zeros((0, 10))
 
-    def candidates_many(self, hunks: Sequence[Hunk]) -> list[list[Candidate]]:
-        """Every scored candidate of each hunk, best first (one batched run for all hunks)."""
+    def candidates_many(self, hunks: Sequence[Hunk], rerank: bool = True) -> list[list[Candidate]]:
+        """Every scored candidate of each hunk, best first (one batched run for all hunks):
+        scored by the route mixture, then reranked with the file context when the calibration
+        has rerank weights and ``rerank`` is true."""
         from splice.models.pieces import hunk_pieces
 
         per_hunk = [hunk_pieces(h) for h in hunks]
@@ -275,6 +295,24 @@ class NeuralResolver:
         for hunk, pieces in zip(hunks, per_hunk, strict=True):
             out.append(self._rank(hunk, pieces, probs[start : start + len(pieces)]))
             start += len(pieces)
+        if rerank and self.calibration.rerank is not None:
+            out = self._rerank(hunks, out)
+        return out
+
+    def _rerank(
+        self, hunks: Sequence[Hunk], ranked: list[list[Candidate]]
+    ) -> list[list[Candidate]]:
+        """Each hunk's candidates rescored by :mod:`splice.models.rerank`, best first."""
+        import numpy as np
+        from splice.models.rerank import features_many, rerank_scores
+
+        weights = np.array(self.calibration.rerank)
+        out = []
+        for cands, feats in zip(ranked, features_many(hunks, ranked), strict=True):
+            new = rerank_scores(np.array([c.score for c in cands]), feats, weights)
+            rescored = [replace(c, score=float(p)) for c, p in zip(cands, new, strict=True)]
+            rescored.sort(key=lambda c: -c.score)
+            out.append(rescored)
         return out
 
     def candidates(self, hunk: Hunk) -> list[Candidate]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from splice.resolver.chunks import Conflict, Stable, split_lines
+from splice.resolver.filecontext import FileContext
 from splice.resolver.resolvers import Hunk, Resolution, Resolver
 
 #: Lines of stable context given to a resolver on each side of a hunk.
@@ -68,6 +69,7 @@ def find_hunks(
     from splice.resolver.linemerge import merge_lines
 
     chunks = merge_lines(base, ours, theirs, style="diff3")
+    context = FileContext(base, ours, theirs, chunks)
     reports: list[HunkReport] = []
     line = 0
     for i, chunk in enumerate(chunks):
@@ -90,6 +92,7 @@ def find_hunks(
             before=tuple(before[-CONTEXT_LINES:]),
             after=tuple(after[:CONTEXT_LINES]),
             path=path,
+            file=context,
         )
         reports.append(HunkReport(index=len(reports), hunk=hunk, ours_start=line))
         line += len(chunk.ours)

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from splice.resolver.chunks import Conflict
+
+if TYPE_CHECKING:
+    from splice.resolver.filecontext import FileContext
 
 
 @dataclass(frozen=True)
@@ -24,6 +27,8 @@ class Hunk:
     before: tuple[str, ...] = ()
     after: tuple[str, ...] = ()
     path: str | None = None
+    #: The whole file (shared by its hunks; None when the hunk was built alone).
+    file: FileContext | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

@@ -107,6 +107,47 @@ def test_temperature_sharpens_or_flattens(model_dir: Path, tmp_path: Path) -> No
     assert flat[0].score <= sharp[0].score + 1e-9
 
 
+def _with_rerank(model_dir: Path, dest: Path, weights: list[float], names=None) -> Path:
+    from splice.models.rerank import FEATURES
+
+    shutil.copytree(model_dir, dest, ignore=shutil.ignore_patterns("hf"))
+    calib = json.loads((dest / "calibration.json").read_text())
+    calib["rerank"] = {"features": list(names or FEATURES), "weights": weights}
+    (dest / "calibration.json").write_text(json.dumps(calib))
+    return dest
+
+
+def test_rerank_weights_from_the_calibration_reorder_candidates(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    """Zero weights keep the mixture's order; a large weight on is_theirs puts theirs first
+    wherever it is a candidate; weights for other features are refused (model unavailable)."""
+    from splice.models.onnx_resolver import ModelUnavailable, NeuralResolver
+    from splice.models.rerank import FEATURES
+
+    hunks = _real_hunks()[:12]
+    plain = NeuralResolver(model_dir).candidates_many(hunks)
+    zero = _with_rerank(model_dir, tmp_path / "zero", [0.0] * len(FEATURES))
+    same = NeuralResolver(zero).candidates_many(hunks)
+    for a, b in zip(plain, same, strict=True):
+        total = sum(c.score for c in a)
+        assert [c.lines for c in a] == [c.lines for c in b]
+        assert [c.score / total for c in a] == pytest.approx([c.score for c in b], abs=1e-9)
+    w = [0.0] * len(FEATURES)
+    w[FEATURES.index("is_theirs")] = 30.0
+    theirs_first = NeuralResolver(_with_rerank(model_dir, tmp_path / "t", w))
+    checked = 0
+    for hunk, cands in zip(hunks, theirs_first.candidates_many(hunks), strict=True):
+        key = "".join("".join(hunk.conflict.theirs).split())
+        if any("".join("".join(c.lines).split()) == key for c in cands):
+            assert "".join("".join(cands[0].lines).split()) == key
+            checked += 1
+        assert sum(c.score for c in cands) == pytest.approx(1.0)
+    assert checked > 0
+    with pytest.raises(ModelUnavailable, match="rerank"):
+        NeuralResolver(_with_rerank(model_dir, tmp_path / "bad", [0.0, 1.0], names=["a", "b"]))
+
+
 def test_resolver_does_not_import_torch(model_dir: Path) -> None:
     if not DATA.is_dir():
         pytest.skip(f"no data set at {DATA}")
@@ -382,16 +423,28 @@ def test_calibrate_hunks_fits_weights_on_training_repositories(
     shutil.copytree(model_dir, work, ignore=shutil.ignore_patterns("hf"))
     args = ["calibrate", str(work), "--val-npz", str(_tiny_val_npz(tmp_path)), "--data"]
     args += [str(data), "--per-repo", "3", "--train-per-repo", "3", "--folds", "2"]
+    args += ["--workers", "2"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert "training hunks" in result.output and "held out (2 groups" in result.output
     calib = json.loads((work / "calibration.json").read_text())
     assert "training-repository hunks" in calib["notes"]
+    assert calib["token_weight"] == calib["clean_weight"] == 0.5  # the reranker balances them
     held = calib["held_out"]
     assert held["n_hunks"] == calib["n_hunks"] > 0 and len(held["folds"]) == 2
     val_repos = {repo_of_shard(p) for p in by_split["val"]}
     assert {r for f in held["folds"] for r in f["repos"]} <= val_repos
     assert NeuralResolver(work).calibration.token_weight == calib["token_weight"]
+    from splice.models.rerank import FEATURES
+
+    assert "reranker fitted" in result.output and "reranker" in calib["notes"]
+    assert calib["rerank"]["features"] == list(FEATURES)
+    assert NeuralResolver(work).calibration.rerank == tuple(calib["rerank"]["weights"])
+    # without the reranker the route weights are fitted on the training hunks instead
+    result = CliRunner().invoke(main, [*args, "--no-rerank", "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    assert "route weights from" in result.output
+    assert "rerank" not in json.loads((work / "calibration.json").read_text())
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -412,3 +465,22 @@ def test_eval_reports_top_k_for_the_model(model_dir: Path, monkeypatch: pytest.M
         assert 0.0 <= overall["top1_always"] <= overall["top3_always"] <= 1.0
         for m in report["resolvers"][name]["by_lang"].values():
             assert "top3_always" in m
+
+
+def test_parallel_collection_equals_serial(model_dir: Path) -> None:
+    from splice.models.hunk_calibration import collect, collect_parallel
+    from splice.models.onnx_resolver import NeuralResolver
+
+    from splice.dataset import iter_records
+
+    if not DATA.is_dir():
+        pytest.skip(f"no data set at {DATA}")
+    records = list(iter_records(DATA, split="val", limit=6))
+    calib = json.loads((model_dir / "calibration.json").read_text())
+    serial = collect(records, NeuralResolver(model_dir))
+    parallel = collect_parallel(records, str(model_dir), calib, workers=2)
+    assert serial and len(serial) == len(parallel)
+    for a, b in zip(serial, parallel, strict=True):
+        assert a.record_id == b.record_id and (a.right == b.right).all()
+        np.testing.assert_allclose(a.token_p, b.token_p, atol=1e-6)
+        np.testing.assert_allclose(a.features, b.features, atol=1e-6)

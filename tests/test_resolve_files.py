@@ -105,3 +105,38 @@ def test_same_up_to_whitespace() -> None:
     assert same_up_to_whitespace(("a \n", "b\r\n"), ("a\n", "b\n"))
     assert not same_up_to_whitespace(("a\n",), (" a\n",))
     assert not same_up_to_whitespace(("a\n",), ("a\n", "b\n"))
+
+
+def test_a_files_conflicts_are_asked_together_with_the_file_around_them() -> None:
+    """resolve_text hands every conflict of the file to ``resolve_many`` in one call, each
+    hunk carrying the same whole-file context (what the reranker reads)."""
+    from splice.resolver.resolvers import Resolution
+
+    class Recorder:
+        name = "recorder"
+        min_confidence = 0.5
+
+        def __init__(self) -> None:
+            self.calls: list[list] = []
+
+        def resolve_many(self, hunks):
+            self.calls.append(list(hunks))
+            return [Resolution(chosen=None) for _ in hunks]
+
+        def resolve(self, hunk):  # pragma: no cover - resolve_many is preferred
+            raise AssertionError("asked hunk by hunk")
+
+    text = (
+        "keep = 1\n<<<<<<< ours\na = 1\n||||||| base\na = 0\n=======\na = 2\n>>>>>>> theirs\n"
+        "mid = read_text()\n<<<<<<< ours\nb = 1\n||||||| base\nb = 0\n=======\nb = 2\n"
+        ">>>>>>> theirs\n"
+    )
+    rec = Recorder()
+    out = resolve_text(text, rec, path="x.py")
+    assert out.text == text  # nothing answered, nothing changed
+    (hunks,) = rec.calls
+    assert len(hunks) == 2 and hunks[0].file is hunks[1].file is not None
+    ctx = hunks[0].file
+    assert "".join(ctx.ours) == "keep = 1\na = 1\nmid = read_text()\nb = 1\n"
+    assert "".join(ctx.theirs) == "keep = 1\na = 2\nmid = read_text()\nb = 2\n"
+    assert "read_text" in ctx.rest_names and ctx.changed_lines == (4, 4)

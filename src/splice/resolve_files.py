@@ -115,10 +115,11 @@ def resolve_text(
 ) -> FileOutcome:
     """Resolve what can be resolved among the conflicts marked in ``text``."""
     from splice.resolver.chunks import Conflict
+    from splice.resolver.filecontext import FileContext
     from splice.resolver.languages import language_for_path
     from splice.resolver.markers import parse
     from splice.resolver.pipeline import effective_min_confidence
-    from splice.resolver.resolvers import Hunk
+    from splice.resolver.resolvers import Hunk, Resolution
 
     if lang is None:
         lang = language_for_path(path)
@@ -148,6 +149,26 @@ def resolve_text(
     full = {name: "".join(view) for name, view in views.items()}
 
     threshold = effective_min_confidence(resolver, min_confidence)
+    context = FileContext(views["base"], views["ours"], views["theirs"])
+    hunks: dict[int, Hunk] = {}
+    for i, c in enumerate(conflicts):
+        base = c.base if c.base is not None else bases.get(i)
+        if base is not None:
+            start, end = spans[i]
+            hunks[i] = Hunk(
+                conflict=Conflict(tuple(base), c.ours, c.theirs),
+                lang=lang,
+                before=tuple(ours_view[max(0, start - CONTEXT_LINES) : start]),
+                after=tuple(ours_view[end : end + CONTEXT_LINES]),
+                path=path,
+                file=context,
+            )
+    answers: dict[int, Resolution] = {}
+    if resolver is not None and hunks:
+        many = getattr(resolver, "resolve_many", None)
+        asked = list(hunks.values())
+        found = list(many(asked)) if many else [resolver.resolve(h) for h in asked]
+        answers = dict(zip(hunks, found, strict=True))
     applied: dict[int, tuple[str, ...]] = {}
     reports: list[ConflictReport] = []
     for i, c in enumerate(conflicts):
@@ -165,14 +186,7 @@ def resolve_text(
             report.reason = "no resolver"
             continue
         start, end = spans[i]
-        hunk = Hunk(
-            conflict=Conflict(tuple(base), c.ours, c.theirs),
-            lang=lang,
-            before=tuple(ours_view[max(0, start - CONTEXT_LINES) : start]),
-            after=tuple(ours_view[end : end + CONTEXT_LINES]),
-            path=path,
-        )
-        resolution = resolver.resolve(hunk)
+        resolution = answers[i]
         report.suggestions = tuple(resolution.suggestions)
         chosen = resolution.chosen
         if chosen is None:

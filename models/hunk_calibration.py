@@ -188,8 +188,9 @@ def outcomes(
     clean_weight: float,
     rerank: Rerank = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per hunk: confidence of the top candidate, whether it is right, rank of the right one
-    (0: not among the candidates)."""
+    """Per hunk: raw confidence of the top candidate (its score; after reranking the lower of
+    its reranked and its mixture score, as ``Candidate.sure``), whether it is right, rank of the
+    right one (0: not among the candidates)."""
     conf = np.zeros(len(hunks))
     right = np.zeros(len(hunks), bool)
     rank = np.zeros(len(hunks), int)
@@ -198,7 +199,10 @@ def outcomes(
             continue
         s = scores(h, token_weight, clean_weight, rerank)
         order = np.argsort(-s, kind="stable")
-        conf[i] = min(1.0, float(s[order[0]]))
+        top = float(s[order[0]])
+        if rerank is not None and h.features is not None:  # as Candidate.sure
+            top = min(top, float(scores(h, token_weight, clean_weight)[order[0]]))
+        conf[i] = min(1.0, top)
         right[i] = bool(h.right[order[0]])
         hits = np.flatnonzero(h.right[order])
         rank[i] = int(hits[0]) + 1 if len(hits) else 0

@@ -484,3 +484,39 @@ def test_parallel_collection_equals_serial(model_dir: Path) -> None:
         assert a.record_id == b.record_id and (a.right == b.right).all()
         np.testing.assert_allclose(a.token_p, b.token_p, atol=1e-6)
         np.testing.assert_allclose(a.features, b.features, atol=1e-6)
+
+
+def test_calibration_rows_score_as_the_resolver_ranks(model_dir: Path, tmp_path: Path) -> None:
+    """What calibration measures (hunk_calibration.scores / outcomes on collected rows) is what
+    the resolver does: same reranked scores, same top candidate, confidence from Candidate.sure."""
+    from splice.models import hunk_calibration as hc
+    from splice.models.onnx_resolver import NeuralResolver
+    from splice.models.rerank import FEATURES
+    from splice.resolver.pipeline import find_hunks as hunks_of
+
+    from splice.dataset import iter_records
+
+    if not DATA.is_dir():
+        pytest.skip(f"no data set at {DATA}")
+    weights = list(np.random.default_rng(3).normal(size=len(FEATURES)))
+    resolver = NeuralResolver(_with_rerank(model_dir, tmp_path / "r", weights))
+    records = list(iter_records(DATA, split="val", limit=5))
+    rows = hc.collect(records, resolver)
+    by_file: dict[str, list] = {}
+    for row in rows:
+        by_file.setdefault(row.record_id, []).append(row)
+    checked = 0
+    for rec in records:
+        texts = (split_lines(rec[k]) for k in ("base", "ours", "theirs"))
+        _, reports = hunks_of(*texts, rec.get("lang"), rec.get("path"))
+        mine = by_file.get(rec["id"], [])
+        if not mine or len(mine) != len(reports):
+            continue  # some hunk not located: the file's votes differ (see collect)
+        ranked = resolver.candidates_many([r.hunk for r in reports])
+        for row, cands in zip(mine, ranked, strict=True):
+            s = hc.scores(row, 0.5, 0.5, weights)
+            assert sorted(s, reverse=True) == pytest.approx([c.score for c in cands], abs=1e-9)
+            conf = hc.outcomes([row], 0.5, 0.5, weights)[0][0]
+            assert conf == pytest.approx(cands[0].sure, abs=1e-9)
+            checked += 1
+    assert checked > 0

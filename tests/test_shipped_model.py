@@ -38,6 +38,34 @@ def test_the_package_holds_the_whole_model_within_25_mb() -> None:
     assert calib["validation"]["hunk_precision_at_threshold"] >= 0.95
 
 
+def test_the_shipped_calibration_reranks_with_the_file_context() -> None:
+    """The shipped calibration carries reranker weights for this version's features, the
+    resolver loads them, and on real validation files they change some first choices."""
+    from splice.models.onnx_resolver import NeuralResolver
+    from splice.models.rerank import FEATURES
+    from splice.resolver.chunks import split_lines
+    from splice.resolver.pipeline import find_hunks
+
+    calib = json.loads((SHIPPED / "calibration.json").read_text())
+    assert calib["rerank"]["features"] == list(FEATURES)
+    resolver = NeuralResolver(SHIPPED)
+    assert resolver.calibration.rerank == tuple(calib["rerank"]["weights"])
+    changed = total = 0
+    for rec in _val_records(12):
+        texts = (split_lines(rec[k]) for k in ("base", "ours", "theirs"))
+        _, reports = find_hunks(*texts, rec.get("lang"), rec.get("path"))
+        hunks = [r.hunk for r in reports]
+        assert all(h.file is hunks[0].file is not None for h in hunks)
+        plain = resolver.candidates_many(hunks, rerank=False)
+        ranked = resolver.candidates_many(hunks)
+        for a, b in zip(plain, ranked, strict=True):
+            assert {c.lines for c in a} == {c.lines for c in b}  # same candidates, new order
+            assert all(c.sure <= c.score + 1e-12 for c in b)
+            total += 1
+            changed += a[0].lines != b[0].lines
+    assert total > 0 and changed > 0, (changed, total)
+
+
 def test_onnx_equals_pytorch_on_real_pieces(tmp_path: Path) -> None:
     """The float32 export of the shipped weights equals PyTorch (<= 1e-4); the shipped int8 file
     picks the same top pattern for nearly every piece."""

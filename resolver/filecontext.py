@@ -11,8 +11,12 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from splice.resolver.chunks import Chunk, Stable
+
+if TYPE_CHECKING:
+    from splice.resolver.linemerge import Change
 
 #: What counts as a name (identifiers and keywords alike; the reranker only compares sets).
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -33,9 +37,12 @@ class FileContext:
         ours: Sequence[str],
         theirs: Sequence[str],
         chunks: list[Chunk] | None = None,
+        scripts: tuple[list[Change], list[Change]] | None = None,
     ) -> None:
         self.base, self.ours, self.theirs = base, ours, theirs
         self._chunks = chunks
+        #: ``diff_lines`` of base to ours and to theirs, when the caller already has them.
+        self._scripts = scripts
 
     @cached_property
     def chunks(self) -> list[Chunk]:
@@ -67,7 +74,8 @@ class FileContext:
         """Lines deleted plus lines added by (ours, theirs) against base, whole file."""
         from splice.resolver.linemerge import diff_lines
 
-        return tuple(  # type: ignore[return-value]
-            sum(n1 + n2 for _, n1, _, n2 in diff_lines(self.base, side))
-            for side in (self.ours, self.theirs)
+        scripts = self._scripts or (
+            diff_lines(self.base, self.ours),
+            diff_lines(self.base, self.theirs),
         )
+        return tuple(sum(n1 + n2 for _, n1, _, n2 in x) for x in scripts)  # type: ignore[return-value]

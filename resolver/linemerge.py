@@ -595,18 +595,22 @@ def _base_span(script: list[Change], starts: list[int], start: int, end: int) ->
 
 
 def merge_lines(
-    base: Sequence[str], ours: Sequence[str], theirs: Sequence[str], style: str = "merge"
+    base: Sequence[str],
+    ours: Sequence[str],
+    theirs: Sequence[str],
+    style: str = "merge",
+    scripts: tuple[list[Change], list[Change]] | None = None,
 ) -> list[Chunk]:
     """Three-way merge of line lists (as from ``split_lines``) exactly as ``git merge-file``.
 
     ``style`` is ``"merge"`` (default conflict style), ``"diff3"`` or ``"zdiff3"``. Adjacent
     stable units are returned as one Stable chunk; no chunk is empty except the sides of a
-    Conflict.
+    Conflict. ``scripts``: ``diff_lines(base, ours)`` and ``diff_lines(base, theirs)`` when the
+    caller already has them.
     """
     if style not in STYLES:
         raise ValueError(f"unknown conflict style {style!r} (expected one of {STYLES})")
-    x1 = diff_lines(base, ours)
-    x2 = diff_lines(base, theirs)
+    x1, x2 = scripts if scripts is not None else (diff_lines(base, ours), diff_lines(base, theirs))
     if not x1:
         return [Stable(tuple(theirs))] if theirs else []
     if not x2:

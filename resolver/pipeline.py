@@ -66,10 +66,11 @@ def find_hunks(
     base: list[str], ours: list[str], theirs: list[str], lang: str | None, path: str | None = None
 ) -> tuple[list, list[HunkReport]]:
     """The diff3 chunks and one report (with its context) per conflict hunk."""
-    from splice.resolver.linemerge import merge_lines
+    from splice.resolver.linemerge import diff_lines, merge_lines
 
-    chunks = merge_lines(base, ours, theirs, style="diff3")
-    context = FileContext(base, ours, theirs, chunks)
+    scripts = (diff_lines(base, ours), diff_lines(base, theirs))
+    chunks = merge_lines(base, ours, theirs, style="diff3", scripts=scripts)
+    context = FileContext(base, ours, theirs, chunks, scripts)
     reports: list[HunkReport] = []
     line = 0
     for i, chunk in enumerate(chunks):

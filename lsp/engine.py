@@ -73,10 +73,14 @@ class Engine:
         self.cache.pop(hunk, None)
 
     def resolve(self, hunks: Sequence[Hunk]) -> list[Resolution]:
-        """The resolver's answer per hunk (one batched call for the uncached ones)."""
+        """The resolver's answer per hunk: cached answers when every hunk has one, else one
+        batched call for all of them (the model's reranker reads the file's other hunks, so a
+        file's hunks are answered together, as the driver answers them)."""
         from splice.resolver.resolvers import Resolution
 
-        missing = list(dict.fromkeys(h for h in hunks if h not in self.cache))
+        missing = list(dict.fromkeys(hunks))
+        if all(h in self.cache for h in missing):
+            missing = []
         if missing:
             try:
                 many = getattr(self.resolver, "resolve_many", None)

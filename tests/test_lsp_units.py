@@ -126,3 +126,29 @@ def test_any_marker_size(size: int) -> None:
         text = text.replace(ch * 7, ch * size)
     (view,) = _analyze(text).conflicts
     assert view.marked.marker_size == size
+
+
+def test_engine_answers_a_files_hunks_together_or_from_cache() -> None:
+    """One batched call for all hunks when any is new (the reranker reads the file's other
+    hunks), none when every hunk is cached."""
+    from splice.resolver.chunks import Conflict
+    from splice.resolver.resolvers import Hunk, Resolution
+
+    class Recorder:
+        name = "recorder"
+
+        def __init__(self) -> None:
+            self.calls: list[list[Hunk]] = []
+
+        def resolve_many(self, hunks):
+            self.calls.append(list(hunks))
+            return [Resolution(chosen=None) for _ in hunks]
+
+    engine = Engine(Settings(resolver="token-merge"), print)
+    rec = engine.resolver = Recorder()
+    h1, h2, h3 = (Hunk(Conflict((f"{i}\n",), ("a\n",), ("b\n",)), "python") for i in range(3))
+    assert len(engine.resolve([h1, h2])) == 2 and rec.calls == [[h1, h2]]
+    engine.resolve([h2, h1])
+    assert len(rec.calls) == 1  # all cached
+    engine.resolve([h1, h3])
+    assert rec.calls[-1] == [h1, h3]  # h1 asked again, with the new hunk

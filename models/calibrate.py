@@ -185,14 +185,18 @@ def calibrate_logits(
     token_weight: float = 0.5,
     max_len: int = 128,
     source: str = "",
+    temperature: float | None = None,
 ) -> CalibrationReport:
-    """Fit the temperature and pick the threshold from validation logits (module doc)."""
+    """Fit the temperature (or take ``temperature`` as given) and pick the threshold from
+    validation logits (module doc)."""
     valid = labels.astype(bool)
     keep = valid.any(axis=1)
     logits, valid, hunk_keys = logits[keep], valid[keep], hunk_keys[keep]
     if len(logits) == 0:
         raise ValueError("no labelled examples to calibrate on")
-    t = fit_temperature(logits, valid)
+    if temperature is not None and not temperature > 0:
+        raise ValueError(f"temperature {temperature} must be positive")
+    t = fit_temperature(logits, valid) if temperature is None else float(temperature)
     before, after = softmax(logits), softmax(logits, t)
     conf0, right = piece_scores(before, valid)
     conf1, _ = piece_scores(after, valid)
@@ -242,11 +246,18 @@ def calibrate(
     target: float = TARGET_PRECISION,
     token_weight: float = 0.5,
     max_examples: int | None = None,
+    temperature: float | None = None,
+    max_len: int | None = None,
 ) -> CalibrationReport:
-    """Calibrate ``model_dir/model.onnx`` on ``val_npz``; write ``calibration.json``."""
+    """Calibrate ``model_dir/model.onnx`` on ``val_npz``; write ``calibration.json``
+    (``temperature``: use it instead of fitting one; ``max_len``: the sequence length to write
+    for inference, else the example set's).
+
+    The pieces are scored at the example set's length whatever ``max_len`` says."""
     arrays = load_npz(val_npz, max_examples)
     meta: dict[str, Any] = json.loads(str(arrays["meta"]) or "{}")
-    max_len = int(meta.get("max_len", arrays["input_ids"].shape[2]))
+    if max_len is None:
+        max_len = int(meta.get("max_len", arrays["input_ids"].shape[2]))
     logits = onnx_logits(Path(model_dir) / "model.onnx", arrays)
     report = calibrate_logits(
         logits,
@@ -256,6 +267,7 @@ def calibrate(
         token_weight=token_weight,
         max_len=max_len,
         source=str(val_npz),
+        temperature=temperature,
     )
     target_path = Path(out_path) if out_path else Path(model_dir) / "calibration.json"
     target_path.write_text(json.dumps(asdict(report), indent=2) + "\n", encoding="utf-8")

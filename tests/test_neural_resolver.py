@@ -396,6 +396,14 @@ def test_calibrate_command_writes_a_loadable_calibration(model_dir: Path, tmp_pa
     assert data["temperature"] > 0 and 0.0 <= data["threshold"] <= 1.0
     assert data["n_pieces"] == 40 and data["n_hunks"] == 20
     assert NeuralResolver(work).min_confidence == pytest.approx(data["threshold"])
+    # a given temperature and inference length are written as given
+    args += ["--temperature", "2.0", "--max-len", "64"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    data = json.loads((work / "calibration.json").read_text())
+    assert data["temperature"] == 2.0 and data["max_len"] == 64
+    bad = CliRunner().invoke(main, [*args, "--temperature", "0"])
+    assert bad.exit_code == 2 and "temperature" in bad.output.lower()
 
 
 def test_calibrate_hunks_fits_weights_on_training_repositories(
@@ -423,13 +431,14 @@ def test_calibrate_hunks_fits_weights_on_training_repositories(
     shutil.copytree(model_dir, work, ignore=shutil.ignore_patterns("hf"))
     args = ["calibrate", str(work), "--val-npz", str(_tiny_val_npz(tmp_path)), "--data"]
     args += [str(data), "--per-repo", "3", "--train-per-repo", "3", "--folds", "2"]
-    args += ["--workers", "2"]
+    args += ["--workers", "2", "--auto-threshold", "0.8"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert "training hunks" in result.output and "held out (2 groups" in result.output
     calib = json.loads((work / "calibration.json").read_text())
     assert "training-repository hunks" in calib["notes"]
     assert calib["token_weight"] == calib["clean_weight"] == 0.5  # the reranker balances them
+    assert calib["auto_threshold"] == 0.8  # as given
     held = calib["held_out"]
     assert held["n_hunks"] == calib["n_hunks"] > 0 and len(held["folds"]) == 2
     val_repos = {repo_of_shard(p) for p in by_split["val"]}

@@ -22,6 +22,23 @@ import click
 @click.option("--token-weight", type=float, default=0.5, show_default=True)
 @click.option("--max-examples", type=int, help="Use only the first N examples (whole hunks).")
 @click.option(
+    "--temperature",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Use this temperature instead of fitting one on the pieces (the shipped model: 1).",
+)
+@click.option(
+    "--max-len",
+    type=click.IntRange(min=5),
+    help="Sequence length written for inference (default: the example set's; the shipped "
+    "model: 128, trained at 192). The --hunks fits run at this length.",
+)
+@click.option(
+    "--auto-threshold",
+    type=click.FloatRange(0, 1),
+    help="Write this threshold for the auto combination instead of its 95%-precision one "
+    "(the shipped model: 0.85, the product default).",
+)
+@click.option(
     "--out", "out_path", type=click.Path(dir_okay=False), help="[MODEL_DIR/calibration.json]"
 )
 @click.option(
@@ -67,6 +84,9 @@ def calibrate_command(
     target_precision: float,
     token_weight: float,
     max_examples: int | None,
+    temperature: float | None,
+    max_len: int | None,
+    auto_threshold: float | None,
     out_path: str | None,
     hunks: bool,
     data: str,
@@ -90,6 +110,8 @@ def calibrate_command(
             target=target_precision,
             token_weight=token_weight,
             max_examples=max_examples,
+            temperature=temperature,
+            max_len=max_len,
         )
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
@@ -115,6 +137,7 @@ def calibrate_command(
             folds,
             rerank,
             workers,
+            auto_threshold,
         )
     click.echo(f"wrote {target_path}")
 
@@ -129,6 +152,7 @@ def _calibrate_hunks(
     folds: int,
     rerank: bool = True,
     workers: int = 1,
+    auto_threshold: float | None = None,
 ) -> None:
     """Route weights (and the reranker) on training-repository hunks, Platt map and thresholds
     on validation hunks, and the held-out report (:mod:`splice.models.hunk_calibration`);
@@ -191,6 +215,8 @@ def _calibrate_hunks(
     report = fit(rows, target, weights, rerank_w)
     held_out = cross_fit(rows, folds, target, weights, rerank_w)
     calib.update(report)
+    if auto_threshold is not None:
+        calib["auto_threshold"] = auto_threshold
     calib["held_out"] = held_out
     calib["errors"] = error_kinds(rows, (report["token_weight"], report["clean_weight"]), rerank_w)
     calib["notes"] = (

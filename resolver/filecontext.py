@@ -45,11 +45,22 @@ class FileContext:
         self._scripts = scripts
 
     @cached_property
+    def scripts(self) -> tuple[list[Change], list[Change]]:
+        """``diff_lines`` of base to ours and to theirs (computed once, shared with the merge)."""
+        if self._scripts is None:
+            from splice.resolver.linemerge import diff_lines
+
+            self._scripts = (diff_lines(self.base, self.ours), diff_lines(self.base, self.theirs))
+        return self._scripts
+
+    @cached_property
     def chunks(self) -> list[Chunk]:
         if self._chunks is None:
             from splice.resolver.linemerge import merge_lines
 
-            self._chunks = merge_lines(self.base, self.ours, self.theirs, style="diff3")
+            self._chunks = merge_lines(
+                self.base, self.ours, self.theirs, style="diff3", scripts=self.scripts
+            )
         return self._chunks
 
     @cached_property
@@ -72,10 +83,5 @@ class FileContext:
     @cached_property
     def changed_lines(self) -> tuple[int, int]:
         """Lines deleted plus lines added by (ours, theirs) against base, whole file."""
-        from splice.resolver.linemerge import diff_lines
-
-        scripts = self._scripts or (
-            diff_lines(self.base, self.ours),
-            diff_lines(self.base, self.theirs),
-        )
-        return tuple(sum(n1 + n2 for _, n1, _, n2 in x) for x in scripts)  # type: ignore[return-value]
+        ours, theirs = self.scripts
+        return sum(n1 + n2 for _, n1, _, n2 in ours), sum(n1 + n2 for _, n1, _, n2 in theirs)

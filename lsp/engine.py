@@ -76,21 +76,16 @@ class Engine:
         """The resolver's answer per hunk: cached answers when every hunk has one, else one
         batched call for all of them (the model's reranker reads the file's other hunks, so a
         file's hunks are answered together, as the driver answers them)."""
-        from splice.resolver.resolvers import Resolution
+        from splice.resolver.resolvers import Resolution, resolve_all
 
-        missing = list(dict.fromkeys(hunks))
-        if all(h in self.cache for h in missing):
-            missing = []
-        if missing:
+        asked = list(dict.fromkeys(hunks))
+        if any(h not in self.cache for h in asked):
             try:
-                many = getattr(self.resolver, "resolve_many", None)
-                answers = (
-                    list(many(missing)) if many else [self.resolver.resolve(h) for h in missing]
-                )
+                answers = resolve_all(self.resolver, asked)
             except Exception as exc:  # a resolver bug must not take the server down
                 self.log(f"resolver {self.name} failed: {type(exc).__name__}: {exc}")
-                answers = [Resolution(chosen=None) for _ in missing]
-            for hunk, answer in zip(missing, answers, strict=True):
+                answers = [Resolution(chosen=None) for _ in asked]
+            for hunk, answer in zip(asked, answers, strict=True):
                 self.cache[hunk] = answer
         out = []
         for hunk in hunks:

@@ -90,7 +90,7 @@ def collect(records: Iterable[dict[str, Any]], resolver: Any) -> list[HunkCandid
             feats = features_many(hunks, ranked)
         except RecursionError:  # pathological input: skipped, as splice eval does
             continue
-        for (hunk, truth), cands, x in zip(located, ranked, feats, strict=True):
+        for (hunk, truth), cands, features in zip(located, ranked, feats, strict=True):
             key = normalize("".join(truth))
             answer = policy.resolve(hunk).chosen
             side_keys = [normalize("".join(x)) for x in (hunk.conflict.ours, hunk.conflict.theirs)]
@@ -112,7 +112,7 @@ def collect(records: Iterable[dict[str, Any]], resolver: Any) -> list[HunkCandid
                     record_id=record.get("id", ""),
                     sides=np.array([_side_bits(t, side_keys) for t in texts], dtype=np.int8),
                     policy_index=texts.index(policy_key) if policy_key in texts else -1,
-                    features=x,
+                    features=features,
                 )
             )
     return out

@@ -23,6 +23,8 @@ import numpy as np
 from splice.resolver.filecontext import FileContext, names
 from splice.resolver.resolvers import Hunk
 
+from splice.evaluation import normalize
+
 #: One feature per name, in this order (``calibration.json: rerank.features`` must match).
 FEATURES = (
     "log_token_route",  # log P_token (0 unless the hunk has token conflicts)
@@ -58,8 +60,8 @@ _EMPTY = frozenset[str]()
 
 
 def _key(lines: Sequence[str]) -> str:
-    """Whitespace-free comparison key (as ``splice eval`` compares)."""
-    return "".join("".join(lines).split())
+    """The comparison key of ``splice eval`` (whitespace ignored)."""
+    return normalize("".join(lines))
 
 
 def _share(part: int, whole: int) -> float:

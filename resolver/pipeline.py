@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from splice.resolver.chunks import Conflict, Stable, split_lines
 from splice.resolver.filecontext import FileContext
-from splice.resolver.resolvers import Hunk, Resolution, Resolver
+from splice.resolver.resolvers import Hunk, Resolution, Resolver, resolve_all
 
 #: Lines of stable context given to a resolver on each side of a hunk.
 CONTEXT_LINES = 64
@@ -142,11 +142,7 @@ def decide(
     with_ours = _substitute(chunks, [], "ours")
     ours_errors: int | None = None
     min_confidence = effective_min_confidence(resolver, min_confidence)
-    many = getattr(resolver, "resolve_many", None)
-    if many is not None:
-        resolutions = list(many([r.hunk for r in reports]))
-    else:
-        resolutions = [resolver.resolve(r.hunk) for r in reports]
+    resolutions = resolve_all(resolver, [r.hunk for r in reports])
     for report, resolution in zip(reports, resolutions, strict=True):
         report.resolution = resolution
         chosen = resolution.chosen

@@ -7,7 +7,7 @@ resolvers by name; the git driver, ``splice resolve`` and the language server us
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -53,6 +53,16 @@ class Resolver(Protocol):
     name: str
 
     def resolve(self, hunk: Hunk) -> Resolution: ...
+
+
+def resolve_all(resolver: Resolver, hunks: Sequence[Hunk]) -> list[Resolution]:
+    """``resolver``'s answer for each of ``hunks``: one ``resolve_many`` call when it has one
+    (a batched model run, and the model's reranker sees the file's other hunks), else hunk by
+    hunk."""
+    many = getattr(resolver, "resolve_many", None)
+    if many is not None:
+        return list(many(hunks))
+    return [resolver.resolve(h) for h in hunks]
 
 
 _REGISTRY: dict[str, Callable[[], Resolver]] = {}

@@ -119,7 +119,7 @@ def resolve_text(
     from splice.resolver.languages import language_for_path
     from splice.resolver.markers import parse
     from splice.resolver.pipeline import effective_min_confidence
-    from splice.resolver.resolvers import Hunk, Resolution
+    from splice.resolver.resolvers import Hunk, Resolution, resolve_all
 
     if lang is None:
         lang = language_for_path(path)
@@ -165,10 +165,7 @@ def resolve_text(
             )
     answers: dict[int, Resolution] = {}
     if resolver is not None and hunks:
-        many = getattr(resolver, "resolve_many", None)
-        asked = list(hunks.values())
-        found = list(many(asked)) if many else [resolver.resolve(h) for h in asked]
-        answers = dict(zip(hunks, found, strict=True))
+        answers = dict(zip(hunks, resolve_all(resolver, list(hunks.values())), strict=True))
     applied: dict[int, tuple[str, ...]] = {}
     reports: list[ConflictReport] = []
     for i, c in enumerate(conflicts):

@@ -8,6 +8,7 @@ validation accuracy saved with ``save_pretrained`` into ``out_dir`` itself. Vali
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import json
 import math
@@ -174,6 +175,44 @@ def make_optimizer(model: SpliceMergeModel, lr: float, weight_decay: float) -> t
     return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.98))
 
 
+# ----------------------------------------------------------------------------- weight average
+
+
+class WeightAverage:
+    """An exponential moving average of a model's weights (Polyak averaging).
+
+    After step ``t`` the average moves towards the weights by ``1 - d`` with
+    ``d = min(decay, (1 + t) / (10 + t))``, so early steps are not frozen in. Buffers are
+    copied as they are.
+    """
+
+    def __init__(
+        self, model: SpliceMergeModel, decay: float, state: dict[str, Any] | None = None
+    ) -> None:
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"EMA decay must be in (0, 1), got {decay}")
+        self.decay = decay
+        self.model = copy.deepcopy(model)
+        self.model.eval()
+        self.model.requires_grad_(False)
+        if state is not None:
+            self.model.load_state_dict(state)
+
+    @torch.no_grad()
+    def update(self, model: SpliceMergeModel, step: int) -> None:
+        """Move the average towards ``model``'s current weights."""
+        d = min(self.decay, (1 + step) / (10 + step))
+        mine = dict(self.model.named_parameters())
+        for name, p in model.named_parameters():
+            mine[name].lerp_(p.detach(), 1.0 - d)
+        theirs = dict(model.named_buffers())
+        for name, b in self.model.named_buffers():
+            b.copy_(theirs[name])
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.model.state_dict()
+
+
 # ----------------------------------------------------------------------------- checkpoints
 
 
@@ -227,6 +266,7 @@ def train(
     device: str = "cpu",
     init_from: str | Path | None = None,
     mirror_rate: float = 0.0,
+    ema_decay: float | None = None,
 ) -> TrainResult:
     """Train a model on ``examples_train``; keep the best on ``examples_val`` in ``out_dir``.
 
@@ -242,7 +282,10 @@ def train(
     instead of a random one; ``config`` is then ignored except for the class weights.
     ``mirror_rate`` replaces that share of training examples by their mirror image
     (:func:`mirror`), so the model learns rules about edits rather than a fixed preference for
-    one side (which differs between repositories).
+    one side (which differs between repositories). ``ema_decay`` keeps an exponential moving
+    average of the weights (:class:`WeightAverage`); validation, the best model and the
+    checkpoint then use the average, which swings far less between checkpoints than the raw
+    weights.
     """
     from rich.progress import (
         BarColumn,
@@ -294,6 +337,7 @@ def train(
         scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng"])
 
+    average = WeightAverage(model, ema_decay, state.get("ema")) if ema_decay else None
     step, history = state["step"], state["history"]
     best = {"accuracy": state["best_accuracy"], "step": state["best_step"]}
     train_seconds, train_examples, train_tokens = 0.0, 0, 0
@@ -301,7 +345,8 @@ def train(
     stopped_by_time = False
 
     def validate_and_checkpoint() -> None:
-        metrics = evaluate(model, val_arrays, eval_batch_size) if len(val_arrays["labels"]) else {}
+        kept = average.model if average is not None else model
+        metrics = evaluate(kept, val_arrays, eval_batch_size) if len(val_arrays["labels"]) else {}
         accuracy = metrics.get("accuracy", 0.0)
         record = {"step": step, "epoch": step / steps_per_epoch, "train_loss": ema_loss, **metrics}
         history.append(record)
@@ -309,7 +354,7 @@ def train(
             f.write(json.dumps(record) + "\n")
         if accuracy > best["accuracy"] or not metrics:  # without validation: keep the latest
             best.update(accuracy=accuracy, step=step)
-            model.save_pretrained(out_dir)
+            kept.save_pretrained(out_dir)
         training_state = {
             "step": step,
             "best_accuracy": best["accuracy"],
@@ -321,6 +366,8 @@ def train(
             "seed": seed,
             "batch_size": batch_size,
         }
+        if average is not None:
+            training_state["ema"] = average.state_dict()
         save_checkpoint(out_dir, model, training_state)
         bar.update(task, val=f"{accuracy:.3f} (best {best['accuracy']:.3f})")
 
@@ -353,6 +400,8 @@ def train(
                 optimizer.step()
                 scheduler.step()
                 step += 1
+                if average is not None:
+                    average.update(model, step)
                 train_seconds += time.perf_counter() - t0
                 train_examples += len(batch["labels"])
                 train_tokens += batch["input_ids"].numel()

@@ -146,6 +146,30 @@ def test_time_budget_then_resume_continues(tmp_path: Path) -> None:
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_weight_average_is_kept_and_resumes_exactly(tmp_path: Path) -> None:
+    data, val = synthetic(768, seed=1), synthetic(128, seed=2)
+    kw = {"epochs": 8, "batch_size": 32, "lr": 3e-3, "num_threads": 1, "progress": False}
+    kw["config"] = SpliceConfig(**TINY, dropout=0.0)
+    kw["ema_decay"] = 0.9
+    result = train(data, val, tmp_path / "ema", **kw)
+    assert result.best_accuracy >= 0.9, result.history  # chance is about 0.25
+    # the checkpoint holds the raw weights and, beside them, the average that was validated
+    state = torch.load(tmp_path / "ema" / CHECKPOINT / STATE_FILE, weights_only=True)
+    raw = SpliceMergeModel.from_pretrained(tmp_path / "ema" / CHECKPOINT).state_dict()
+    assert any(not torch.equal(state["ema"][k], raw[k]) for k in raw)
+    if result.best_step == result.step:
+        kept = SpliceMergeModel.from_pretrained(tmp_path / "ema").state_dict()
+        assert all(torch.allclose(kept[k], state["ema"][k]) for k in kept)
+    # stopped after one step and resumed, the average ends where a straight run's does
+    stopped = train(data, val, tmp_path / "a", max_minutes=0, **kw)
+    assert stopped.stopped_by_time
+    train(data, val, tmp_path / "a", resume=True, **kw)
+    again = torch.load(tmp_path / "a" / CHECKPOINT / STATE_FILE, weights_only=True)
+    assert all(torch.allclose(again["ema"][k], state["ema"][k], atol=1e-6) for k in raw)
+    with pytest.raises(ValueError, match="decay"):
+        train(data, val, tmp_path / "bad", **{**kw, "ema_decay": 1.5})
+
+
 def test_hugging_face_body(tmp_path: Path) -> None:
     from transformers import BertConfig, BertModel
 

@@ -93,6 +93,13 @@ def _example_sets(
     show_default=True,
     help="Share of training examples replaced by their mirror image (ours and theirs swapped).",
 )
+@click.option(
+    "--ema",
+    "ema_decay",
+    type=float,
+    help="Validate and keep an exponential moving average of the weights with this decay "
+    "(e.g. 0.999).",
+)
 def train_command(
     data: str,
     out_dir: str,
@@ -120,6 +127,7 @@ def train_command(
     device: str,
     init_from: str | None,
     mirror_rate: float,
+    ema_decay: float | None,
 ) -> None:
     """Train the merge-pattern classifier; the best model by validation lands in OUT.
 
@@ -168,6 +176,7 @@ def train_command(
         device=device,
         init_from=init_from,
         mirror_rate=mirror_rate,
+        ema_decay=ema_decay,
     )
     stop = " (time budget)" if result.stopped_by_time else ""
     click.echo(

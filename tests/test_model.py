@@ -221,10 +221,11 @@ def test_cli_train_and_export(tmp_path: Path) -> None:
     args = ["train", "--train-npz", str(tmp_path / "train.npz"), "--val-npz"]
     args += [str(tmp_path / "val.npz"), "--out", str(out), "--tokenizer", str(tmp_path / "none")]
     args += ["--epochs", "1", "--hidden", "32", "--layers", "1", "--max-len", str(L)]
-    args += ["--threads", "1", "--bf16"]
+    args += ["--threads", "1", "--bf16", "--ema", "0.9"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert "best val accuracy" in result.output
+    assert "ema" in torch.load(out / CHECKPOINT / STATE_FILE, weights_only=True)
     result = CliRunner().invoke(main, ["export-onnx", str(out), "--out", str(tmp_path / "m.onnx")])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "m.onnx").exists() and "max |onnx - torch|" in result.output

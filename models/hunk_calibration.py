@@ -370,7 +370,8 @@ def cross_fit(
     (:func:`repo_folds`); each group's hunks are scored with the Platt map and thresholds (and
     the route weights, unless given) fitted on the other groups only. Returns the pooled
     held-out top-1 / top-3, coverage and precision at each fold's own thresholds (``model`` and
-    ``auto``), the hunk ECE, and the same per language."""
+    ``auto``), the hunk ECE, and the same per language and per repository (with the mean of
+    the repositories' top-1, each counted once)."""
     from splice.models.calibrate import ece
 
     conf = np.zeros(len(hunks))
@@ -415,17 +416,21 @@ def cross_fit(
             "precision": float(ok[mask].mean()) if mask.any() else 0.0,
         }
 
-    langs = np.array([h.lang for h in hunks])
-    per_language = {}
-    for lang in sorted(set(langs.tolist())):
-        mine = langs == lang
-        per_language[lang] = {
-            "hunks": int(mine.sum()),
-            "top1": float(right[mine].mean()),
-            "top3": float(((rank > 0) & (rank <= 3))[mine].mean()),
-            "model_at_threshold": at(answered[mine], right[mine]),
-            "auto_at_threshold": at(auto_answered[mine], auto_right[mine]),
-        }
+    def by(keys: list[str]) -> dict[str, dict[str, Any]]:
+        keys_ = np.array(keys)
+        groups = {}
+        for key in sorted(set(keys)):
+            mine = keys_ == key
+            groups[key] = {
+                "hunks": int(mine.sum()),
+                "top1": float(right[mine].mean()),
+                "top3": float(((rank > 0) & (rank <= 3))[mine].mean()),
+                "model_at_threshold": at(answered[mine], right[mine]),
+                "auto_at_threshold": at(auto_answered[mine], auto_right[mine]),
+            }
+        return groups
+
+    per_repository = by([h.repo for h in hunks])
     return {
         "k": k,
         "weights": "given" if weights is not None else "fitted per fold",
@@ -435,7 +440,12 @@ def cross_fit(
         "model_at_threshold": at(answered, right),
         "auto_at_threshold": at(auto_answered, auto_right),
         "hunk_ece": ece(conf, right),
-        "per_language": per_language,
+        # every repository counted once: one large repository can sway the pooled top-1
+        "repo_mean_top1": float(np.mean([g["top1"] for g in per_repository.values()]))
+        if per_repository
+        else 0.0,
+        "per_language": by([h.lang for h in hunks]),
+        "per_repository": per_repository,
         "folds": folds,
     }
 

@@ -172,6 +172,22 @@ def test_cross_fit_reports_held_out_repositories_not_the_fit() -> None:
     assert {tuple(f["repos"]) for f in held_out["folds"]} == {("r",), ("b",)}
 
 
+def test_cross_fit_reports_each_repository_and_their_mean() -> None:
+    # with the route weights given, every hunk ranks candidate 0 first: right in "r", wrong in "b"
+    a = [_hunk([0.9, 0.1], [0.2, 0.8], 0, clean=False, has_token=True) for _ in range(60)]
+    b = [_hunk([0.9, 0.1], [0.2, 0.8], 1, clean=False, has_token=True) for _ in range(40)]
+    for h in b:
+        h.repo = "b"
+    held_out = cross_fit(a + b, k=2, weights=(0.5, 0.5))
+    assert held_out["hunk_top1"] == 0.6  # pooled: the larger repository weighs more
+    assert held_out["repo_mean_top1"] == 0.5  # each repository once
+    repos = held_out["per_repository"]
+    assert {r: (g["hunks"], g["top1"]) for r, g in repos.items()} == {
+        "r": (60, 1.0),
+        "b": (40, 0.0),
+    }
+
+
 def test_error_kinds_names_the_right_and_the_chosen_answer() -> None:
     sides = np.array([1, 2, 0], np.int8)  # ours, theirs, a combination
     wrong_side = _hunk([0, 0, 0], [0.6, 0.3, 0.1], 1, clean=False, has_token=False, sides=sides)

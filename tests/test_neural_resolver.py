@@ -437,6 +437,9 @@ def test_calibrate_hunks_fits_weights_on_training_repositories(
     assert "training hunks" in result.output and "held out (2 groups" in result.output
     calib = json.loads((work / "calibration.json").read_text())
     assert "training-repository hunks" in calib["notes"]
+    repos = calib["held_out"]["per_repository"]
+    assert f"averaged over {len(repos)} repositories" in result.output
+    assert sum(g["hunks"] for g in repos.values()) == calib["held_out"]["n_hunks"]
     assert calib["token_weight"] == calib["clean_weight"] == 0.5  # the reranker balances them
     assert calib["auto_threshold"] == 0.8  # as given
     held = calib["held_out"]

@@ -237,7 +237,9 @@ def _calibrate_hunks(
     )
     m = held_out["model_at_threshold"]
     click.echo(
-        f"held out ({folds} groups of repositories): top-1 {held_out['hunk_top1']:.1%}, "
+        f"held out ({folds} groups of repositories): top-1 {held_out['hunk_top1']:.1%} "
+        f"({held_out['repo_mean_top1']:.1%} averaged over "
+        f"{len(held_out['per_repository'])} repositories), "
         f"precision {m['precision']:.1%} at coverage {m['coverage']:.2%}, "
         f"hunk ECE {held_out['hunk_ece']:.4f}"
     )

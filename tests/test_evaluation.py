@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from splice.resolver.chunks import Conflict, Stable, split_lines
 
-from splice.evaluation import evaluate, locate_resolutions, normalize
+from splice.evaluation import evaluate, format_table, locate_resolutions, normalize
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "merges"
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"shared data set not found at {DATA}")
@@ -65,6 +65,25 @@ def test_metrics_on_handmade_records() -> None:
     assert (tm["proposed"], tm["correct"], tm["coverage"], tm["precision"]) == (1, 1, 0.5, 1.0)
     assert report["resolvers"]["token-merge"]["by_lang"]["python"]["hunks"] == 2
     assert report["expressible"]["overall"] == 1.0
+    # per repository, and their mean with each repository counted once
+    records += [_record(base, "y = 1\n", "y = 2\n", "y = 1\n") for _ in range(2)]
+    for record, repo in zip(records, ["a/one", "b/two", "b/two", "b/two"], strict=True):
+        record["repo"] = repo
+    report = evaluate(records, ["theirs"], dataset="t", workers=1, progress=False)
+    res = report["resolvers"]["theirs"]
+    assert res["overall"]["accuracy"] == 0.25
+    assert {r: (m["hunks"], m["accuracy"]) for r, m in res["by_repo"].items()} == {
+        "a/one": (1, 1.0),
+        "b/two": (3, 0.0),
+    }
+    assert res["repo_mean"] == {
+        "coverage": 1.0,
+        "accuracy": 0.5,
+        "top1_always": 0.5,
+        "top3_always": 0.5,
+    }
+    table = format_table(report)
+    assert "theirs, mean over 2 repositories: coverage 100.0%, accuracy 50.0%" in table
 
 
 @needs_data

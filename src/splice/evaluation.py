@@ -77,6 +77,7 @@ class HunkRow:
     lang: str
     located: bool
     expressible: bool = False
+    repo: str = ""
     #: resolver name -> (proposed, correct)
     outcomes: dict[str, tuple[bool, bool]] = field(default_factory=dict)
     #: resolver name -> 1-based rank of the first suggestion matching the human resolution
@@ -110,7 +111,7 @@ def evaluate_record(record: dict[str, Any], resolver_names: Sequence[str]) -> li
     truths = locate_resolutions(chunks, split_lines(record["merged"]))
     rows = []
     for report, truth in zip(reports, truths, strict=True):
-        row = HunkRow(lang=lang, located=truth is not None)
+        row = HunkRow(lang=lang, located=truth is not None, repo=record.get("repo") or "")
         if truth is not None:
             row.expressible = bool(expressible(report.hunk.conflict, lang, "".join(truth)))
         rows.append(row)
@@ -175,8 +176,10 @@ def summarize(
 ) -> dict[str, Any]:
     """The JSON report (schema in docs/EVALUATION.md)."""
     by_lang: dict[str, list[HunkRow]] = defaultdict(list)
+    by_repo: dict[str, list[HunkRow]] = defaultdict(list)
     for row in rows:
         by_lang[row.lang].append(row)
+        by_repo[row.repo].append(row)
     located = [r for r in rows if r.located]
     suggests = {name: any(name in r.ranks for r in rows) for name in resolver_names}
 
@@ -184,7 +187,7 @@ def summarize(
         loc = [r for r in rs if r.located]
         return sum(r.expressible for r in loc) / len(loc) if loc else 0.0
 
-    return {
+    report = {
         "schema_version": SCHEMA_VERSION,
         "dataset": dataset,
         "n_files": n_files,
@@ -196,6 +199,9 @@ def summarize(
                 "by_lang": {
                     lang: _metrics(rs, name, suggests[name]) for lang, rs in sorted(by_lang.items())
                 },
+                "by_repo": {
+                    repo: _metrics(rs, name, suggests[name]) for repo, rs in sorted(by_repo.items())
+                },
             }
             for name in resolver_names
         },
@@ -204,6 +210,17 @@ def summarize(
             "by_lang": {lang: expressible_share(rs) for lang, rs in sorted(by_lang.items())},
         },
     }
+    for res in report["resolvers"].values():
+        res["repo_mean"] = repo_mean(res["by_repo"])
+    return report
+
+
+def repo_mean(by_repo: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """Each rate of :func:`_metrics` averaged over the repositories with located hunks, every
+    repository counted once (one large repository can sway the pooled numbers)."""
+    repos = [m for m in by_repo.values() if m["hunks"]]
+    keys = ("coverage", "accuracy", "top1_always", "top3_always")
+    return {k: sum(m[k] for m in repos) / len(repos) for k in keys if repos and k in repos[0]}
 
 
 def evaluate(
@@ -278,6 +295,16 @@ def format_table(report: dict[str, Any]) -> str:
             lines.append(
                 f"| {name} | {lang} | {m['hunks']} | {m['coverage']:.1%} | "
                 f"{m['precision']:.1%} | {m['accuracy']:.1%} |"
+            )
+    lines.append("")
+    for name, res in report["resolvers"].items():
+        mean = res.get("repo_mean")
+        if mean:
+            n = sum(1 for m in res["by_repo"].values() if m["hunks"])
+            top1 = f", top-1 always {mean['top1_always']:.1%}" if "top1_always" in mean else ""
+            lines.append(
+                f"{name}, mean over {n} repositories: coverage "
+                f"{mean['coverage']:.1%}, accuracy {mean['accuracy']:.1%}{top1}"
             )
     ex = report["expressible"]
     lines.append("")

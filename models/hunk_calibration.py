@@ -162,7 +162,11 @@ def scores(
     """The mixture score of each candidate of ``h`` under the given weights, reranked with
     the ``rerank`` weights when given (:mod:`splice.models.rerank`)."""
     w = token_weight if h.has_token else clean_weight if h.clean else 0.0
-    mix = w * h.token_p + (1.0 - w) * h.hunk_p
+    return _reranked(h, w * h.token_p + (1.0 - w) * h.hunk_p, rerank)
+
+
+def _reranked(h: HunkCandidates, mix: np.ndarray, rerank: Rerank) -> np.ndarray:
+    """``mix`` reranked with the ``rerank`` weights, or ``mix`` itself without them."""
     if rerank is None or h.features is None:
         return mix
     from splice.models.rerank import rerank_scores
@@ -197,12 +201,10 @@ def outcomes(
     for i, h in enumerate(hunks):
         if len(h.right) == 0:
             continue
-        s = scores(h, token_weight, clean_weight, rerank)
+        mix = scores(h, token_weight, clean_weight)
+        s = _reranked(h, mix, rerank)
         order = np.argsort(-s, kind="stable")
-        top = float(s[order[0]])
-        if rerank is not None and h.features is not None:  # as Candidate.sure
-            top = min(top, float(scores(h, token_weight, clean_weight)[order[0]]))
-        conf[i] = min(1.0, top)
+        conf[i] = min(1.0, float(s[order[0]]), float(mix[order[0]]))  # as Candidate.sure
         right[i] = bool(h.right[order[0]])
         hits = np.flatnonzero(h.right[order])
         rank[i] = int(hits[0]) + 1 if len(hits) else 0

@@ -26,8 +26,9 @@ This module measures exactly that, on the hunks ``splice eval`` counts (every lo
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -62,6 +63,52 @@ class HunkCandidates:
     policy_index: int = -1
     #: Per candidate, :data:`splice.models.rerank.FEATURES` (None: not collected).
     features: np.ndarray | None = None
+
+    _ARRAYS: ClassVar[dict[str, Any]] = {
+        "token_p": float,
+        "hunk_p": float,
+        "right": bool,
+        "sides": np.int8,
+    }
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (floats keep their exact value); :meth:`from_json` reads it."""
+        out: dict[str, Any] = {}
+        for name in (f.name for f in fields(self)):
+            value = getattr(self, name)
+            out[name] = value.tolist() if isinstance(value, np.ndarray) else value
+        return out
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> HunkCandidates:
+        """The row :meth:`to_json` wrote."""
+        kw = dict(d)
+        for name, dtype in cls._ARRAYS.items():
+            if kw.get(name) is not None:
+                kw[name] = np.array(kw[name], dtype=dtype)
+        if kw.get("features") is not None:
+            n = len(kw["right"])
+            kw["features"] = np.array(kw["features"], dtype=np.float64).reshape(n, -1)
+        return cls(**kw)
+
+
+def save_rows(hunks: Sequence[HunkCandidates], path: str | Path) -> None:
+    """Write ``hunks`` as gzipped JSON lines (``splice calibrate --save-rows``)."""
+    import gzip
+    import json
+
+    with gzip.open(path, "wt", encoding="utf-8") as f:
+        for h in hunks:
+            f.write(json.dumps(h.to_json()) + "\n")
+
+
+def load_rows(path: str | Path) -> list[HunkCandidates]:
+    """The rows :func:`save_rows` wrote."""
+    import gzip
+    import json
+
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        return [HunkCandidates.from_json(json.loads(line)) for line in f if line.strip()]
 
 
 def collect(records: Iterable[dict[str, Any]], resolver: Any) -> list[HunkCandidates]:

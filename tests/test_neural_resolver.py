@@ -432,10 +432,21 @@ def test_calibrate_hunks_fits_weights_on_training_repositories(
     args = ["calibrate", str(work), "--val-npz", str(_tiny_val_npz(tmp_path)), "--data"]
     args += [str(data), "--per-repo", "3", "--train-per-repo", "3", "--folds", "2"]
     args += ["--workers", "2", "--auto-threshold", "0.8"]
-    result = CliRunner().invoke(main, args)
+    result = CliRunner().invoke(main, [*args, "--save-rows", str(tmp_path / "rows")])
     assert result.exit_code == 0, result.output
     assert "training hunks" in result.output and "held out (2 groups" in result.output
     calib = json.loads((work / "calibration.json").read_text())
+    # the saved rows are the ones fitted on and reported: same counts, same reranker
+    from splice.models.hunk_calibration import fit_rerank, load_rows
+
+    saved_val = load_rows(tmp_path / "rows" / "val.jsonl.gz")
+    saved_train = load_rows(tmp_path / "rows" / "train.jsonl.gz")
+    assert (
+        len(saved_val) == calib["n_hunks"] and len(saved_train) == calib["rerank"]["training_hunks"]
+    )
+    assert {h.repo for h in saved_val} == set(calib["held_out"]["per_repository"])
+    refit = fit_rerank(saved_train, (0.5, 0.5))
+    np.testing.assert_allclose(refit, calib["rerank"]["weights"], atol=1e-5)
     assert "training-repository hunks" in calib["notes"]
     repos = calib["held_out"]["per_repository"]
     assert f"averaged over {len(repos)} repositories" in result.output

@@ -78,6 +78,12 @@ import click
     show_default=True,
     help="Groups of validation repositories for the held-out report (hunk_calibration.cross_fit).",
 )
+@click.option(
+    "--save-rows",
+    type=click.Path(file_okay=False),
+    help="Also write the collected hunk rows to DIR/train.jsonl.gz and DIR/val.jsonl.gz "
+    "(hunk_calibration.load_rows reads them; scripts/rerank_limits.py uses them).",
+)
 def calibrate_command(
     model_dir: str,
     val_npz: str,
@@ -95,6 +101,7 @@ def calibrate_command(
     rerank: bool,
     workers: int,
     folds: int,
+    save_rows: str | None,
 ) -> None:
     """Temperature scaling, ECE before/after, route weights and the threshold reaching
     --target-precision on validation hunks."""
@@ -138,6 +145,7 @@ def calibrate_command(
             rerank,
             workers,
             auto_threshold,
+            save_rows,
         )
     click.echo(f"wrote {target_path}")
 
@@ -153,6 +161,7 @@ def _calibrate_hunks(
     rerank: bool = True,
     workers: int = 1,
     auto_threshold: float | None = None,
+    rows_dir: str | None = None,
 ) -> None:
     """Route weights (and the reranker) on training-repository hunks, Platt map and thresholds
     on validation hunks, and the held-out report (:mod:`splice.models.hunk_calibration`);
@@ -170,6 +179,7 @@ def _calibrate_hunks(
         fit,
         fit_rerank,
         fit_weights,
+        save_rows,
     )
     from splice.models.onnx_resolver import NeuralResolver
     from splice.models.rerank import FEATURES
@@ -185,15 +195,20 @@ def _calibrate_hunks(
     resolver = NeuralResolver(model_dir)
     resolver.calibration = resolver.calibration.__class__.from_json(calib)
 
-    def gather(records: Iterable[dict[str, Any]]) -> list:
+    def gather(records: Iterable[dict[str, Any]], split: str) -> list:
         if workers > 1:
-            return collect_parallel(records, model_dir, calib, workers)
-        return collect(records, resolver)
+            rows = collect_parallel(records, model_dir, calib, workers)
+        else:
+            rows = collect(records, resolver)
+        if rows_dir:
+            Path(rows_dir).mkdir(parents=True, exist_ok=True)
+            save_rows(rows, Path(rows_dir) / f"{split}.jsonl.gz")
+        return rows
 
     weights = None
     rerank_w = None
     if train_per_repo > 0:
-        train = gather(iter_records(data, split="train", per_repo_limit=train_per_repo))
+        train = gather(iter_records(data, split="train", per_repo_limit=train_per_repo), "train")
         if not train:
             raise click.ClickException(f"no located training hunks in {data}")
         if rerank:
@@ -209,7 +224,7 @@ def _calibrate_hunks(
         else:
             weights = fit_weights(train)
             click.echo(f"route weights from {len(train)} training hunks: {weights}")
-    rows = gather(iter_records(data, split="val", per_repo_limit=per_repo))
+    rows = gather(iter_records(data, split="val", per_repo_limit=per_repo), "val")
     if not rows:
         raise click.ClickException(f"no located validation hunks in {data}")
     report = fit(rows, target, weights, rerank_w)

@@ -318,7 +318,8 @@ def train(
     else:
         torch.manual_seed(seed)
         if init_from is not None:
-            model = SpliceMergeModel.from_pretrained(str(init_from))
+            # trained in float32 whatever the saved dtype (the shipped model is float16)
+            model = SpliceMergeModel.from_pretrained(str(init_from)).float()
             config = model.config
         else:
             config = config or SpliceConfig(max_position=train_arrays["input_ids"].shape[-1])

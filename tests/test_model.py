@@ -124,6 +124,27 @@ def test_training_learns_a_simple_rule(tmp_path: Path) -> None:
     assert max(r["accuracy"] for r in records) == result.best_accuracy
 
 
+def test_fine_tuning_starts_from_a_float16_model(tmp_path: Path) -> None:
+    """--init from a model saved in float16 (as the shipped one) trains, with bf16 autocast too,
+    and starts from its weights."""
+    start = SpliceMergeModel(SpliceConfig(**TINY))
+    start.half().save_pretrained(tmp_path / "fp16")
+    kw = {"epochs": 1, "batch_size": 32, "num_threads": 1, "progress": False, "lr": 1e-9}
+    result = train(
+        synthetic(64, seed=5),
+        synthetic(32, seed=6),
+        tmp_path / "ft",
+        init_from=tmp_path / "fp16",
+        bf16=True,
+        **kw,
+    )
+    assert result.step == 2
+    tuned = SpliceMergeModel.from_pretrained(tmp_path / "ft")
+    assert next(tuned.parameters()).dtype == torch.float32
+    for (name, a), b in zip(start.state_dict().items(), tuned.state_dict().values(), strict=True):
+        torch.testing.assert_close(a.float(), b, atol=1e-3, rtol=0, msg=name)
+
+
 def test_time_budget_then_resume_continues(tmp_path: Path) -> None:
     data, val = synthetic(96, seed=3), synthetic(32, seed=4)
     kw = {"epochs": 2, "batch_size": 32, "num_threads": 1, "progress": False}

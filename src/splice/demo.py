@@ -117,8 +117,8 @@ def _env_with_splice() -> dict[str, str]:
 def run_demo(workdir: Path | None = None, keep: bool = False) -> int:
     """Run the demo; returns 0 when it behaved as designed (some resolved, some left)."""
     from rich.console import Console
-    from rich.syntax import Syntax
     from rich.table import Table
+    from rich.text import Text
 
     console = Console()
     root = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="splice-demo-"))
@@ -153,10 +153,10 @@ def run_demo(workdir: Path | None = None, keep: bool = False) -> int:
         for name in FILES:
             if name not in unmerged:
                 console.print(f"[green]{name}[/green] as Splice merged it:")
-                console.print(Syntax((repo / name).read_text(), "text", line_numbers=False))
+                console.print(Text((repo / name).read_text().rstrip("\n") + "\n"))
         for name in sorted(unmerged):
             console.print(f"[red]{name}[/red] keeps git's markers:")
-            console.print(Syntax((repo / name).read_text(), "text", line_numbers=False))
+            console.print(Text((repo / name).read_text().rstrip("\n") + "\n"))
         resolved = len(FILES) - len(unmerged)
         console.print(
             f"[bold]{resolved} of {len(FILES)} files resolved; "

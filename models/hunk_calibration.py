@@ -221,15 +221,23 @@ def _reranked(h: HunkCandidates, mix: np.ndarray, rerank: Rerank) -> np.ndarray:
     return rerank_scores(mix, h.features, np.asarray(rerank))
 
 
-def fit_rerank(hunks: Sequence[HunkCandidates], weights: tuple[float, float]) -> np.ndarray:
-    """Rerank weights fitted on ``hunks`` (their mixtures under ``weights`` as the offset)."""
+def fit_rerank(
+    hunks: Sequence[HunkCandidates],
+    weights: tuple[float, float],
+    base: Rerank = None,
+    l2: float = 1e-3,
+) -> np.ndarray:
+    """Rerank weights fitted on ``hunks`` (their mixtures under ``weights`` as the offset).
+    With ``base`` rerank weights the offset is the reranked score and the result a correction
+    to ``base``, L2-shrunk to zero by ``l2``: score with ``base + correction``."""
     from splice.models import rerank
 
     usable = [h for h in hunks if h.features is not None and len(h.right)]
     return rerank.fit(
-        [scores(h, *weights) for h in usable],
+        [scores(h, *weights, base) for h in usable],
         [h.features for h in usable],  # type: ignore[misc]
         [h.right for h in usable],
+        l2=l2,
     )
 
 

@@ -15,44 +15,19 @@ Both work on :class:`~splice.models.hunk_calibration.HunkCandidates` rows (``spl
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from splice.models import rerank
-from splice.models.hunk_calibration import HunkCandidates, scores
+from splice.models.hunk_calibration import HunkCandidates, Rerank, fit_rerank, outcomes
 
 #: The shipped route weights (``calibration.json``: token_weight, clean_weight).
 ROUTES = (0.5, 0.5)
 
 
-def _usable(hunks: Sequence[HunkCandidates]) -> list[HunkCandidates]:
-    return [h for h in hunks if h.features is not None and len(h.right)]
-
-
-def _probs(h: HunkCandidates, weights: np.ndarray | None) -> np.ndarray:
-    """The hunk's candidate scores: the route mixture, reranked when ``weights`` are given."""
-    mix = scores(h, *ROUTES)
-    return mix if weights is None else rerank.rerank_scores(mix, h.features, weights)
-
-
-def _top1(hunks: Sequence[HunkCandidates], probs: Callable[[HunkCandidates], np.ndarray]) -> float:
-    """Share of ``hunks`` whose best candidate under ``probs`` is right (none: wrong)."""
-    if not hunks:
-        return 0.0
-    return sum(len(h.right) > 0 and bool(h.right[int(np.argmax(probs(h)))]) for h in hunks) / len(
-        hunks
-    )
-
-
-def _fit(hunks: Sequence[HunkCandidates], offset: np.ndarray | None, l2: float) -> np.ndarray:
-    """Rerank weights fitted on ``hunks`` on top of ``offset`` weights (None: the mixture)."""
-    return rerank.fit(
-        [_probs(h, offset) for h in hunks],
-        [h.features for h in hunks],  # type: ignore[misc]
-        [h.right for h in hunks],
-        l2=l2,
-    )
+def _top1(hunks: Sequence[HunkCandidates], weights: Rerank) -> float:
+    """Share of ``hunks`` whose best candidate under ``weights`` is right (none: wrong)."""
+    return float(outcomes(hunks, *ROUTES, weights)[1].mean()) if hunks else 0.0
 
 
 @dataclass
@@ -79,7 +54,6 @@ def in_sample_bound(
     """Per group of ``hunks`` (attribute ``by``: ``"lang"`` or ``"repo"``) with at least
     ``min_hunks`` rows: top-1 under ``weights`` and under a reranker fitted on the group's own
     hunks; with ``per_repo``, also with one fit per repository of the group (module doc)."""
-    rows = _usable(hunks)
     groups: dict[str, list[HunkCandidates]] = {}
     for h in hunks:
         groups.setdefault(getattr(h, by), []).append(h)
@@ -88,22 +62,19 @@ def in_sample_bound(
         mine = groups[name]
         if len(mine) < min_hunks:
             continue
-        fit_rows = [h for h in rows if getattr(h, by) == name]
-        w = _fit(fit_rows, None, l2)
         per = None
         if per_repo and by != "repo":
             right = 0.0
             for repo in sorted({h.repo for h in mine}):
                 theirs = [h for h in mine if h.repo == repo]
-                wr = _fit([h for h in fit_rows if h.repo == repo], None, l2)
-                right += _top1(theirs, lambda h, wr=wr: _probs(h, wr)) * len(theirs)
+                right += _top1(theirs, fit_rerank(theirs, ROUTES, l2=l2)) * len(theirs)
             per = right / len(mine)
         out.append(
             GroupBound(
                 group=name,
                 hunks=len(mine),
-                top1_given=_top1(mine, lambda h: _probs(h, weights)),
-                top1_in_sample=_top1(mine, lambda h, w=w: _probs(h, w)),
+                top1_given=_top1(mine, weights),
+                top1_in_sample=_top1(mine, fit_rerank(mine, ROUTES, l2=l2)),
                 top1_in_sample_per_repo=per,
             )
         )
@@ -137,8 +108,9 @@ def adapt_by_time(
     sides) each hold at least ``min_hunks`` hunks: top-1 on the later half with ``weights``, and
     with ``weights`` plus a correction fitted on the earlier half for each L2 strength."""
     repos: dict[str, list[HunkCandidates]] = {}
-    for h in _usable(hunks):
-        repos.setdefault(h.repo, []).append(h)
+    for h in hunks:
+        if h.features is not None and len(h.right):
+            repos.setdefault(h.repo, []).append(h)
     out = []
     for repo in sorted(repos, key=lambda r: (-len(repos[r]), r)):
         rows = repos[repo]
@@ -148,19 +120,15 @@ def adapt_by_time(
         late = [h for h in rows if _merge_key(h) >= cut]
         if len(early) < min_hunks or len(late) < min_hunks:
             continue
-        adapted = {}
-        for l2 in l2s:
-            delta = _fit(early, weights, l2)
-            adapted[l2] = _top1(
-                late,
-                lambda h, d=delta: rerank.rerank_scores(_probs(h, weights), h.features, d),
-            )
+        adapted = {
+            l2: _top1(late, weights + fit_rerank(early, ROUTES, base=weights, l2=l2)) for l2 in l2s
+        }
         out.append(
             Adaptation(
                 repo=repo,
                 early_hunks=len(early),
                 late_hunks=len(late),
-                top1_given=_top1(late, lambda h: _probs(h, weights)),
+                top1_given=_top1(late, weights),
                 top1_adapted=adapted,
             )
         )

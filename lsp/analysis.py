@@ -1,24 +1,24 @@
 """One document version's conflicts, where they are, and the resolver's suggestions for each.
 
-The markers are parsed with :func:`splice.resolver.markers.parse` (any style and marker size;
-malformed or half-deleted regions stay plain text), and each conflict becomes a hunk the way
-``splice resolve`` builds them (:mod:`splice.resolve_files`): the conflict with its base, and the
-lines around it in the file seen from ours as context. A conflict without a base section
-(merge-style markers) borrows it from git's index when the file is unmerged there; otherwise the
-resolver is not asked, and the only suggestion is ours when both sides agree up to whitespace.
+The document goes through the one pipeline (:func:`splice.resolver.pipeline.merge_marked`), as
+``splice resolve`` and the driver do: the markers are parsed (any style and marker size; malformed
+or half-deleted regions stay plain text), each conflict becomes the hunk the driver would have
+built (a base from the markers or from git's index), and the one decision rule says which answer
+is applied. Fix-all therefore writes exactly what ``splice resolve`` writes for the same file.
 
 An :class:`Analysis` is computed once per document version; every request reads it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING
 
 from lsprotocol import types
 from splice.lsp.positions import LineIndex
+from splice.resolver.resolvers import Resolver
 
 if TYPE_CHECKING:
     from splice.lsp.engine import Engine
@@ -65,6 +65,12 @@ class ConflictView:
     hunk: Hunk | None = None
     candidates: tuple[Candidate, ...] = ()
     threshold: float = 1.0
+    #: The answer the decision rule applies (one of ``candidates``), None when markers stay.
+    applied: Candidate | None = None
+    #: What the applied (else the top) answer keeps, in words ("both sides kept").
+    kept: str = ""
+    #: Why nothing is applied, when nothing is.
+    reason: str = ""
 
     @property
     def conflict(self) -> Conflict:
@@ -79,9 +85,8 @@ class ConflictView:
 
     @property
     def confident(self) -> Candidate | None:
-        """The top suggestion when it reaches the threshold."""
-        top = self.top
-        return top if top is not None and top.confidence >= self.threshold else None
+        """The answer the decision rule applies (None: the conflict keeps its markers)."""
+        return self.applied
 
 
 @dataclass
@@ -113,34 +118,8 @@ class Analysis:
 
     @cached_property
     def fix_all(self) -> list[tuple[ConflictView, Candidate]]:
-        """The confident suggestions that add no parse error (checked as the pipeline does:
-        the file with this conflict resolved and the others taking ours, against the cleanest
-        of the three sides)."""
-        from splice.resolver.syntax import SyntaxCheck
-
-        check = SyntaxCheck(*self.sides, self.lang)
-        ours_pieces = self._ours_pieces()
-        out = []
-        for view in self.conflicts:
-            chosen = view.confident
-            if chosen is None:
-                continue
-            if check.lang is not None:
-                pieces = list(ours_pieces)
-                pieces[2 * view.index + 1] = chosen.text
-                if check.adds_parse_error("".join(pieces)):
-                    continue
-            out.append((view, chosen))
-        return out
-
-    def _ours_pieces(self) -> list[str]:
-        """Alternating text between conflicts and each conflict's ours (2n + 1 pieces)."""
-        pieces, done = [], 0
-        for view in self.conflicts:
-            pieces += [self.text[done : view.start], "".join(view.marked.ours)]
-            done = view.end
-        pieces.append(self.text[done:])
-        return pieces
+        """The answers the decision rule applies (as ``splice resolve`` would), in order."""
+        return [(v, v.applied) for v in self.conflicts if v.applied is not None]
 
 
 def _split(text: str) -> list[str]:
@@ -177,6 +156,24 @@ def candidates(conflict: Conflict, resolution: Resolution) -> tuple[Candidate, .
     return tuple(out)
 
 
+class _Cached(Resolver):
+    """The engine's resolver behind its answer cache, for the pipeline."""
+
+    def __init__(self, engine: Engine) -> None:
+        inner = engine.resolver
+        self.engine = engine
+        self.name = engine.name
+        self.min_confidence = inner.min_confidence
+        self.discard_min_confidence = getattr(inner, "discard_min_confidence", None)
+        self.checks_syntax = getattr(inner, "checks_syntax", True)
+
+    def resolve_many(self, hunks: Sequence[Hunk]) -> list[Resolution]:
+        return self.engine.resolve(hunks)
+
+    def resolve(self, hunk: Hunk) -> Resolution:
+        return self.engine.resolve([hunk])[0]
+
+
 def analyze(
     text: str,
     *,
@@ -187,85 +184,72 @@ def analyze(
     threshold: float,
     stages: Callable[[], tuple[str, str, str] | None] | None = None,
     encoding: str = types.PositionEncodingKind.Utf16,
+    min_confidence: float | None = None,
 ) -> Analysis:
-    """Find the conflicts of ``text`` and ask ``engine`` (None: nobody) about each.
+    """Find the conflicts of ``text`` and decide each through the pipeline with ``engine``
+    (None: nobody is asked).
 
-    ``stages`` gives the file's base, ours and theirs in git's index (asked only when a conflict
-    has no base section).
+    ``stages`` gives the file's base, ours and theirs in git's index; ``min_confidence`` is the
+    user's threshold (None: the resolver's calibrated ones; ``threshold`` is only shown).
     """
-    from splice.resolver.chunks import Conflict
-    from splice.resolver.filecontext import FileContext
     from splice.resolver.languages import language_for_path
-    from splice.resolver.markers import ParsedConflict, parse
-    from splice.resolver.resolvers import Hunk
-
-    from splice.resolve_files import CONTEXT_LINES, index_bases, same_up_to_whitespace
+    from splice.resolver.markers import ParsedConflict
+    from splice.resolver.pipeline import DecisionRule, merge_marked
 
     lang = language_for_path(path)
     index = LineIndex(text, encoding)
     result = Analysis(uri, version, text, lang, index, threshold)
+    from splice.resolver.markers import parse
+
     parsed = parse(text)
-    marked = parsed.conflicts
-    if not marked:
+    if not parsed.conflicts:
         result.sides = (text, text, text)
         return result
-    found = stages() if stages and any(c.base is None for c in marked) else None
-    bases = index_bases(marked, found) if found else {}
+    found = stages() if stages else None
+    resolver = _Cached(engine) if engine is not None else None
+    rule = DecisionRule.for_resolver(resolver, min_confidence=min_confidence)
+    outcome = merge_marked(
+        text, resolver, path=path, lang=lang, stages=found, min_confidence=min_confidence, rule=rule
+    )
+    from splice.resolver.pipeline import rebuild
 
-    views: dict[str, list[str]] = {"ours": [], "base": [], "theirs": []}
-    spans: list[tuple[int, int]] = []  # each conflict's lines in the ours view
+    base_v, ours_v, theirs_v = rebuild(text).versions
+    result.sides = ("".join(base_v), "".join(ours_v), "".join(theirs_v))
     offset = 0
+    reports = iter(outcome.hunks)
     for piece in parsed.pieces:
         if not isinstance(piece, ParsedConflict):
-            for view in views.values():
-                view.extend(_split(piece))
             offset += len(piece)
             continue
-        i = len(result.conflicts)
+        report = next(reports)
         size = len(piece.text())
-        base = piece.base if piece.base is not None else bases.get(i)
-        begin = len(views["ours"])
-        views["ours"].extend(piece.ours)
-        views["base"].extend(base if base is not None else piece.ours)
-        views["theirs"].extend(piece.theirs)
-        spans.append((begin, len(views["ours"])))
-        result.conflicts.append(
-            ConflictView(
-                index=i,
-                marked=piece,
-                start=offset,
-                end=offset + size,
-                range=index.range(offset, offset + size),
-                first_line=index.line(offset),
-                last_line=index.line(offset + size - 1),
-                base=base,
-                base_from_index=piece.base is None and base is not None,
-                threshold=threshold,
-            )
+        known = report.base_known
+        view = ConflictView(
+            index=len(result.conflicts),
+            marked=piece,
+            start=offset,
+            end=offset + size,
+            range=index.range(offset, offset + size),
+            first_line=index.line(offset),
+            last_line=index.line(offset + size - 1),
+            base=report.hunk.conflict.base if known else None,
+            base_from_index=piece.base is None and known,
+            hunk=report.hunk if known else None,
+            threshold=rule.min_confidence,
         )
+        if report.resolution is not None:
+            view.candidates = candidates(view.conflict, report.resolution)
+        answer = report.answer
+        if answer is not None:
+            lines = tuple(answer.lines)
+            match = [c for c in view.candidates if c.lines == lines]
+            if match:
+                view.applied = match[0]
+            else:
+                view.applied = Candidate("ours", lines, answer.confidence, answer.explanation)
+                view.candidates = (view.applied, *view.candidates)[:TOP_K]
+        view.kept = report.kept.describe() if report.kept is not None else ""
+        view.reason = report.outcome
+        result.conflicts.append(view)
         offset += size
-    result.sides = ("".join(views["base"]), "".join(views["ours"]), "".join(views["theirs"]))
-
-    ours_view = views["ours"]
-    context = FileContext(views["base"], views["ours"], views["theirs"])
-    asked: list[ConflictView] = []
-    for view, (begin, stop) in zip(result.conflicts, spans, strict=True):
-        if view.base is None:
-            if same_up_to_whitespace(view.marked.ours, view.marked.theirs):
-                why = "both sides are equal up to whitespace"
-                view.candidates = (Candidate("ours", view.marked.ours, 1.0, why),)
-            continue
-        view.hunk = Hunk(
-            conflict=Conflict(tuple(view.base), view.marked.ours, view.marked.theirs),
-            lang=lang,
-            before=tuple(ours_view[max(0, begin - CONTEXT_LINES) : begin]),
-            after=tuple(ours_view[stop : stop + CONTEXT_LINES]),
-            path=path,
-            file=context,
-        )
-        asked.append(view)
-    if engine is not None and asked:
-        answers = engine.resolve([v.hunk for v in asked if v.hunk is not None])
-        for view, answer in zip(asked, answers, strict=True):
-            view.candidates = candidates(view.conflict, answer)
     return result

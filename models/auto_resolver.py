@@ -16,6 +16,7 @@ with a broken one, the same after one line on stderr.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from splice.resolver.resolvers import Hunk, Resolution, Resolver, Suggestion, register
 
@@ -37,7 +38,7 @@ def combine(policy: Resolution, model: Resolution, top_k: int = TOP_K) -> Resolu
     return Resolution(chosen=ranked[0] if ranked else None, suggestions=tuple(ranked))
 
 
-class AutoResolver:
+class AutoResolver(Resolver):
     """Token-merge policy + neural model (module doc)."""
 
     name = "auto"
@@ -66,8 +67,9 @@ class AutoResolver:
         return self.resolve_many([hunk])[0]
 
 
-def auto_resolver() -> Resolver:
-    """``auto`` when a model is installed, else ``token-merge`` (module doc)."""
+def auto_resolver(model_dir: str | None = None) -> Resolver:
+    """``auto`` when a model is installed (in ``model_dir``, default the shipped one), else
+    ``token-merge`` (module doc)."""
     from splice.models.onnx_resolver import (
         ModelUnavailable,
         NeuralResolver,
@@ -76,9 +78,10 @@ def auto_resolver() -> Resolver:
     )
     from splice.resolver.policy import SafeTokenMerge
 
-    if (default_model_dir() / "model.onnx").is_file():
+    folder = Path(model_dir) if model_dir else default_model_dir()
+    if model_dir or (folder / "model.onnx").is_file():
         try:
-            return AutoResolver(NeuralResolver())
+            return AutoResolver(NeuralResolver(folder))
         except ModelUnavailable as exc:
             notice(exc)
     return SafeTokenMerge()

@@ -218,7 +218,7 @@ def beam_search(
     return beams
 
 
-class NeuralResolver:
+class NeuralResolver(Resolver):
     """The pattern classifier as a :class:`~splice.resolver.resolvers.Resolver` (module doc)."""
 
     name = "model"
@@ -394,9 +394,10 @@ class NeuralResolver:
         return self.resolve_many([hunk])[0]
 
 
-def model_resolver() -> Resolver:
-    """The ``model`` resolver from the default directory (raises :class:`ModelUnavailable`)."""
-    return NeuralResolver()
+def model_resolver(model_dir: str | Path | None = None) -> Resolver:
+    """The ``model`` resolver from ``model_dir`` (default: the shipped model; raises
+    :class:`ModelUnavailable`)."""
+    return NeuralResolver(model_dir)
 
 
 def notice(exc: Exception, fallback: str = "token-merge") -> None:

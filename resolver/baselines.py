@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from splice.resolver.chunks import Conflict, split_lines
-from splice.resolver.resolvers import Hunk, Resolution, Suggestion, register
+from splice.resolver.resolvers import Hunk, Resolution, Resolver, Suggestion, register
 
 
-class TakeSide:
+class TakeSide(Resolver):
     """Always answer with one side of the hunk (confidence 1; a baseline, not a policy)."""
 
     checks_syntax = False
@@ -21,7 +21,7 @@ class TakeSide:
         return Resolution(chosen=chosen, suggestions=(chosen,))
 
 
-class NaiveTokenMerge:
+class NaiveTokenMerge(Resolver):
     """Answer whenever the token-level merge of the hunk leaves no conflicting token."""
 
     name = "token-merge-naive"

@@ -1,27 +1,49 @@
-"""The whole file merge: line merge, resolve each conflict hunk, render what remains.
+"""The one pipeline: every front end merges and resolves a file through this module.
 
-This is what the git driver, ``splice resolve`` and the language server call.
+Two ways in, one merge:
 
-Hunks are the line-level conflicts of ``git merge-file --diff3`` (the unit a resolver sees and
-``splice eval`` measures). Resolved hunks are substituted into both sides, and the file is merged
-again in the user's conflict style, so whatever stays unresolved is printed exactly as
-``git merge-file`` would print it (and with nothing resolved the output is git's, byte for byte).
+- :func:`merge_file` takes three texts (the git driver, the mergetool, ``splice ci``). Hunks are
+  the line-level conflicts of ``git merge-file --diff3``; resolved hunks are substituted into both
+  sides and the file is merged again in the user's conflict style, so whatever stays unresolved
+  is printed exactly as ``git merge-file`` would (with nothing resolved: git's output byte for
+  byte).
+- :func:`merge_marked` takes a file that already holds conflict markers, and git's index stages
+  when the file is unmerged (``splice resolve``, the language server, the pre-commit hook). It
+  rebuilds the revisions, as mergiraf's ``solve`` does: each marked conflict becomes the same
+  hunk the driver would have built (its base from the markers, or from the index when the
+  markers have none; the file's three versions from the index when there, else from the
+  markers), and the text outside the resolved conflicts is kept byte for byte.
+
+Both then ask the resolver once for the file's hunks and decide each with the one rule of
+:mod:`splice.resolver.decision`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from splice.resolver.chunks import Conflict, Stable, split_lines
+from splice.resolver.chunks import Chunk, Conflict, Stable, split_lines
+from splice.resolver.decision import DEFAULT_MIN_CONFIDENCE, DecisionRule, Verdict, decide_hunk
 from splice.resolver.filecontext import FileContext
-from splice.resolver.resolvers import Hunk, Resolution, Resolver, resolve_all
+from splice.resolver.keeps import Kept
+from splice.resolver.resolvers import Hunk, Resolution, Resolver, Suggestion, resolve_all
+
+__all__ = [
+    "CONTEXT_LINES",
+    "DEFAULT_MIN_CONFIDENCE",
+    "DecisionRule",
+    "HunkReport",
+    "Labels",
+    "MergeOutcome",
+    "decide",
+    "find_hunks",
+    "merge_file",
+    "merge_marked",
+]
 
 #: Lines of stable context given to a resolver on each side of a hunk.
 CONTEXT_LINES = 64
-
-#: Answers below this confidence are not applied unless a caller asks for a lower threshold
-#: (``--min-confidence``; 0 applies every answer).
-DEFAULT_MIN_CONFIDENCE = 0.85
 
 
 @dataclass(frozen=True)
@@ -37,20 +59,37 @@ class HunkReport:
 
     index: int
     hunk: Hunk
-    #: 0-based line where the hunk starts in the merge with every conflict taking ``ours``.
+    #: 0-based line where the hunk starts in the file with every conflict taking ``ours``.
     ours_start: int
+    #: False when the hunk's base is unknown (merge-style markers outside git's index): the
+    #: resolver is not asked; only both sides equal up to whitespace resolves it.
+    base_known: bool = True
     resolution: Resolution | None = None
-    #: The lines applied to the file, or None when the hunk kept its markers.
-    applied: tuple[str, ...] | None = None
-    #: Why a proposed resolution was not applied (e.g. "adds a parse error").
+    #: The answer applied to the file, or None when the hunk kept its markers.
+    answer: Suggestion | None = None
+    #: What the applied answer keeps (when none is applied: the top answer's, if any).
+    kept: Kept | None = None
+    #: Why no answer was applied (e.g. "adds a parse error").
     rejected: str | None = None
+
+    @property
+    def applied(self) -> tuple[str, ...] | None:
+        """The lines applied to the file, or None when the hunk kept its markers."""
+        return None if self.answer is None else tuple(self.answer.lines)
+
+    @property
+    def outcome(self) -> str:
+        """One phrase for people: "kept both sides (...)" or why the markers stayed."""
+        if self.answer is not None:
+            return self.kept.describe() if self.kept is not None else "applied"
+        return self.rejected or "no answer"
 
 
 @dataclass
 class MergeOutcome:
     text: str
     hunks: list[HunkReport] = field(default_factory=list)
-    #: Conflicts left in ``text`` (counted in the rendered style).
+    #: Conflict marker regions left in ``text``.
     conflicts_left: int = 0
 
     @property
@@ -59,18 +98,34 @@ class MergeOutcome:
 
     @property
     def resolved(self) -> int:
-        return sum(1 for h in self.hunks if h.applied is not None)
+        return sum(1 for h in self.hunks if h.answer is not None)
+
+    def summary(self) -> str:
+        """``2 of 3 conflicts resolved (both sides kept), 1 left`` and the like."""
+        n, done = len(self.hunks), self.resolved
+        kinds = sorted({h.kept.describe() for h in self.hunks if h.answer and h.kept})
+        text = f"{done} of {n} conflict{'s' * (n != 1)} resolved"
+        if kinds:
+            text += f" ({'; '.join(kinds)})"
+        if self.conflicts_left:
+            text += f", {self.conflicts_left} left"
+        return text
 
 
-def find_hunks(
-    base: list[str], ours: list[str], theirs: list[str], lang: str | None, path: str | None = None
-) -> tuple[list, list[HunkReport]]:
-    """The diff3 chunks and one report (with its context) per conflict hunk."""
-    from splice.resolver.linemerge import diff_lines, merge_lines
+def same_up_to_whitespace(a: Sequence[str], b: Sequence[str]) -> bool:
+    """Equal line by line once trailing whitespace and line endings are ignored."""
+    return len(a) == len(b) and all(x.rstrip() == y.rstrip() for x, y in zip(a, b, strict=True))
 
-    scripts = (diff_lines(base, ours), diff_lines(base, theirs))
-    chunks = merge_lines(base, ours, theirs, style="diff3", scripts=scripts)
-    context = FileContext(base, ours, theirs, chunks, scripts)
+
+def _reports(
+    chunks: Sequence[Chunk],
+    known: Sequence[bool],
+    lang: str | None,
+    path: str | None,
+    context: FileContext,
+) -> list[HunkReport]:
+    """One report (with its hunk and context lines) per conflict of ``chunks``; ``known[i]``
+    says whether conflict ``i`` has a real base."""
     reports: list[HunkReport] = []
     line = 0
     for i, chunk in enumerate(chunks):
@@ -95,25 +150,43 @@ def find_hunks(
             path=path,
             file=context,
         )
-        reports.append(HunkReport(index=len(reports), hunk=hunk, ours_start=line))
+        k = len(reports)
+        reports.append(HunkReport(k, hunk, ours_start=line, base_known=known[k]))
         line += len(chunk.ours)
-    return chunks, reports
+    return reports
 
 
-def _replace(lines: list[str], start: int, length: int, new: tuple[str, ...]) -> str:
-    return "".join(lines[:start]) + "".join(new) + "".join(lines[start + length :])
+def find_hunks(
+    base: list[str], ours: list[str], theirs: list[str], lang: str | None, path: str | None = None
+) -> tuple[list[Chunk], list[HunkReport]]:
+    """The diff3 chunks of three files and one report (with its context) per conflict hunk."""
+    from splice.resolver.linemerge import diff_lines, merge_lines
+
+    scripts = (diff_lines(base, ours), diff_lines(base, theirs))
+    chunks = merge_lines(base, ours, theirs, style="diff3", scripts=scripts)
+    context = FileContext(base, ours, theirs, chunks, scripts)
+    n = sum(1 for c in chunks if isinstance(c, Conflict))
+    return chunks, _reports(chunks, [True] * n, lang, path, context)
 
 
-def effective_min_confidence(resolver: Resolver | None, min_confidence: float | None) -> float:
-    """``min_confidence`` if given, else the resolver's own (e.g. a calibrated threshold), else
-    :data:`DEFAULT_MIN_CONFIDENCE`."""
-    if min_confidence is None:
-        min_confidence = getattr(resolver, "min_confidence", None)
-    return DEFAULT_MIN_CONFIDENCE if min_confidence is None else min_confidence
+def _substitute(chunks: Sequence[Chunk], reports: Sequence[HunkReport], side: str) -> list[str]:
+    """The merged lines with each conflict replaced by its applied answer or by one side."""
+    out: list[str] = []
+    it = iter(reports)
+    for chunk in chunks:
+        if isinstance(chunk, Stable):
+            out.extend(chunk.units)
+            continue
+        report = next(it, None)
+        if report is not None and report.answer is not None:
+            out.extend(report.answer.lines)
+        else:
+            out.extend(getattr(chunk, side))
+    return out
 
 
 def decide(
-    chunks: list,
+    chunks: Sequence[Chunk],
     reports: list[HunkReport],
     resolver: Resolver,
     base: str,
@@ -122,52 +195,57 @@ def decide(
     *,
     lang: str | None,
     min_confidence: float | None = None,
+    rule: DecisionRule | None = None,
 ) -> None:
-    """Ask ``resolver`` about each hunk and record whether its answer is applied.
+    """Ask ``resolver`` once about the file's hunks and record each :class:`Verdict`.
 
-    A resolver with ``resolve_many(hunks)`` is asked once for all hunks of the file (one batched
-    model run), others hunk by hunk. The candidates are the chosen answer, then the other
-    suggestions in order; the first one whose confidence reaches ``min_confidence`` (None: the
-    resolver's own ``min_confidence`` if it has one, e.g. a calibrated threshold, else
-    :data:`DEFAULT_MIN_CONFIDENCE`) and that passes the syntax check is applied. The check: the
-    merge with this hunk resolved (and every other conflict taking ours) may not have more
-    tree-sitter parse errors than both the same merge taking ours here and the cleanest of the
-    three inputs. Languages without a grammar skip the check, and so do resolvers whose
-    ``checks_syntax`` is False (the baselines).
+    ``base``, ``ours`` and ``theirs`` are the file's three versions (the syntax check's
+    baseline); ``rule`` defaults to the resolver's own (:meth:`DecisionRule.for_resolver`, with
+    ``min_confidence`` when given).
     """
     from splice.resolver.syntax import SyntaxCheck, error_count
 
+    rule = rule or DecisionRule.for_resolver(resolver, min_confidence=min_confidence)
     check = SyntaxCheck(base, ours, theirs, lang)
-    checks_syntax = getattr(resolver, "checks_syntax", True) and check.lang is not None
     with_ours = _substitute(chunks, [], "ours")
-    ours_errors: int | None = None
-    min_confidence = effective_min_confidence(resolver, min_confidence)
-    resolutions = resolve_all(resolver, [r.hunk for r in reports])
-    for report, resolution in zip(reports, resolutions, strict=True):
+    ours_errors: list[int] = []
+
+    def parses_for(report: HunkReport):
+        def parses(lines: Sequence[str]) -> bool:
+            if check.lang is None:
+                return True
+            start, n = report.ours_start, len(report.hunk.conflict.ours)
+            text = "".join(with_ours[:start]) + "".join(lines) + "".join(with_ours[start + n :])
+            if not check.adds_parse_error(text):
+                return True
+            if not ours_errors:
+                ours_errors.append(error_count("".join(with_ours), check.lang))
+            return error_count(text, check.lang) <= ours_errors[0]
+
+        return parses
+
+    asked = [r for r in reports if r.base_known]
+    answers = resolve_all(resolver, [r.hunk for r in asked]) if asked else []
+    for report, resolution in zip(asked, answers, strict=True):
         report.resolution = resolution
-        chosen = resolution.chosen
-        if chosen is None:
+        verdict: Verdict = decide_hunk(report.hunk, resolution, rule, parses_for(report))
+        report.answer, report.kept = verdict.applied, verdict.kept
+        report.rejected = None if verdict.applied is not None else verdict.reason
+
+
+def _decide_unknown_bases(reports: Sequence[HunkReport]) -> None:
+    """Conflicts without a base: only both sides equal up to whitespace resolves (ours kept)."""
+    from splice.resolver.keeps import classify
+
+    for report in reports:
+        if report.base_known:
             continue
-        if chosen.confidence < min_confidence:
-            report.rejected = f"confidence {chosen.confidence:.2f} below {min_confidence:.2f}"
-            continue
-        tried = [chosen]
-        tried += [s for s in resolution.suggestions if s.lines != chosen.lines]
-        for candidate_answer in tried:
-            if candidate_answer.confidence < min_confidence:
-                continue
-            if checks_syntax:
-                n = len(report.hunk.conflict.ours)
-                candidate = _replace(with_ours, report.ours_start, n, candidate_answer.lines)
-                if check.adds_parse_error(candidate):
-                    if ours_errors is None:
-                        ours_errors = error_count("".join(with_ours), check.lang)
-                    if error_count(candidate, check.lang) > ours_errors:
-                        report.rejected = "adds a parse error"
-                        continue
-            report.applied = candidate_answer.lines
-            report.rejected = None
-            break
+        c = report.hunk.conflict
+        if same_up_to_whitespace(c.ours, c.theirs):
+            report.answer = Suggestion(tuple(c.ours), 1.0, "both sides equal up to whitespace")
+            report.kept = classify(Conflict(c.ours, c.ours, c.theirs), c.ours, report.hunk.lang)
+        else:
+            report.rejected = "no base (merge-style markers and no index stages)"
 
 
 def resolve_hunks(
@@ -179,31 +257,24 @@ def resolve_hunks(
     lang: str | None,
     path: str | None = None,
     min_confidence: float | None = None,
-) -> tuple[list, list[HunkReport]]:
+    rule: DecisionRule | None = None,
+) -> tuple[list[Chunk], list[HunkReport]]:
     """Find the diff3 hunks of a file and :func:`decide` each with ``resolver``."""
     b, o, t = split_lines(base), split_lines(ours), split_lines(theirs)
     chunks, reports = find_hunks(b, o, t, lang, path)
     if resolver is not None and reports:
         decide(
-            chunks, reports, resolver, base, ours, theirs, lang=lang, min_confidence=min_confidence
+            chunks,
+            reports,
+            resolver,
+            base,
+            ours,
+            theirs,
+            lang=lang,
+            min_confidence=min_confidence,
+            rule=rule,
         )
     return chunks, reports
-
-
-def _substitute(chunks: list, reports: list[HunkReport], side: str) -> list[str]:
-    """The merged lines with each conflict replaced by its applied resolution or by one side."""
-    out: list[str] = []
-    it = iter(reports)
-    for chunk in chunks:
-        if isinstance(chunk, Stable):
-            out.extend(chunk.units)
-            continue
-        report = next(it, None)
-        if report is not None and report.applied is not None:
-            out.extend(report.applied)
-        else:
-            out.extend(getattr(chunk, side))
-    return out
 
 
 def merge_file(
@@ -218,6 +289,7 @@ def merge_file(
     marker_size: int = 7,
     labels: Labels | None = None,
     min_confidence: float | None = None,
+    rule: DecisionRule | None = None,
 ) -> MergeOutcome:
     """Merge three versions of a file, resolving what ``resolver`` is sure about.
 
@@ -232,9 +304,16 @@ def merge_file(
         lang = language_for_path(path)
     labels = labels or Labels()
     chunks, reports = resolve_hunks(
-        base, ours, theirs, resolver, lang=lang, path=path, min_confidence=min_confidence
+        base,
+        ours,
+        theirs,
+        resolver,
+        lang=lang,
+        path=path,
+        min_confidence=min_confidence,
+        rule=rule,
     )
-    if any(r.applied is not None for r in reports):
+    if any(r.answer is not None for r in reports):
         new_ours = _substitute(chunks, reports, "ours")
         new_theirs = _substitute(chunks, reports, "theirs")
         final = merge_lines(split_lines(base), new_ours, new_theirs, style=style)
@@ -249,3 +328,119 @@ def merge_file(
         base_lines=split_lines(base),
     )
     return MergeOutcome(text=text, hunks=reports, conflicts_left=left)
+
+
+# --------------------------------------------------------------------------- marked files
+
+
+def bases_from_stages(
+    conflicts: Sequence[Conflict | object], stages: tuple[str, str, str]
+) -> dict[tuple[tuple[str, ...], tuple[str, ...]], tuple[str, ...]]:
+    """The base of each conflict that merging git's index stages (base, ours, theirs) again
+    produces, keyed by its (ours, theirs) lines, in either conflict style."""
+    from splice.resolver.linemerge import merge_lines
+
+    base, ours, theirs = (split_lines(t) for t in stages)
+    found: dict[tuple[tuple[str, ...], tuple[str, ...]], tuple[str, ...]] = {}
+    for style in ("diff3", "merge"):
+        for chunk in merge_lines(base, ours, theirs, style=style):
+            if isinstance(chunk, Conflict):
+                found.setdefault((chunk.ours, chunk.theirs), chunk.base)
+    return found
+
+
+@dataclass
+class MarkedFile:
+    """A file with conflict markers rebuilt as a merge: its chunks (one per text piece and
+    conflict), which conflicts have a known base, and the file's three versions."""
+
+    parsed: object  # splice.resolver.markers.ParsedFile
+    chunks: list[Chunk]
+    known: list[bool]
+    versions: tuple[list[str], list[str], list[str]]
+    #: True when the versions are git's index stages (else the views the markers give).
+    from_index: bool
+
+
+def rebuild(text: str, stages: tuple[str, str, str] | None = None) -> MarkedFile:
+    """The merge that ``text``'s markers show (module doc): bases from the markers, else from
+    merging ``stages`` again; versions from ``stages`` when given, else the file seen from each
+    side (a conflict with no known base counts as ours in the base view)."""
+    from splice.resolver.markers import parse
+
+    parsed = parse(text)
+    marked = parsed.conflicts
+    bases = bases_from_stages(marked, stages) if stages else {}
+    chunks: list[Chunk] = []
+    known: list[bool] = []
+    views: tuple[list[str], list[str], list[str]] = ([], [], [])
+    for piece in parsed.pieces:
+        if isinstance(piece, str):
+            lines = split_lines(piece)
+            chunks.append(Stable(tuple(lines)))
+            for view in views:
+                view.extend(lines)
+            continue
+        base = piece.base if piece.base is not None else bases.get((piece.ours, piece.theirs))
+        known.append(base is not None)
+        chunks.append(Conflict(tuple(base or ()), piece.ours, piece.theirs))
+        views[0].extend(base if base is not None else piece.ours)
+        views[1].extend(piece.ours)
+        views[2].extend(piece.theirs)
+    if stages is not None:
+        versions = (split_lines(stages[0]), split_lines(stages[1]), split_lines(stages[2]))
+        return MarkedFile(parsed, chunks, known, versions, True)
+    return MarkedFile(parsed, chunks, known, views, False)
+
+
+def merge_marked(
+    text: str,
+    resolver: Resolver | None,
+    *,
+    path: str | None = None,
+    lang: str | None = None,
+    stages: tuple[str, str, str] | None = None,
+    min_confidence: float | None = None,
+    rule: DecisionRule | None = None,
+) -> MergeOutcome:
+    """Resolve what ``resolver`` is sure about among the conflicts marked in ``text`` (module
+    doc); everything else, markers included, is kept byte for byte."""
+    from splice.resolver.languages import language_for_path
+    from splice.resolver.markers import ParsedConflict
+
+    if lang is None:
+        lang = language_for_path(path)
+    marked = rebuild(text, stages)
+    if not any(isinstance(c, Conflict) for c in marked.chunks):
+        return MergeOutcome(text)
+    base, ours, theirs = marked.versions
+    context = FileContext(base, ours, theirs)
+    reports = _reports(marked.chunks, marked.known, lang, path, context)
+    if resolver is not None:
+        # the syntax baseline: the file's three versions (git's, when the index has them)
+        decide(
+            marked.chunks,
+            reports,
+            resolver,
+            "".join(base),
+            "".join(ours),
+            "".join(theirs),
+            lang=lang,
+            min_confidence=min_confidence,
+            rule=rule,
+        )
+    _decide_unknown_bases(reports)
+    out: list[str] = []
+    it = iter(reports)
+    left = 0
+    for piece in marked.parsed.pieces:  # type: ignore[attr-defined]
+        if not isinstance(piece, ParsedConflict):
+            out.append(piece)
+            continue
+        report = next(it)
+        if report.answer is not None:
+            out.append("".join(report.answer.lines))
+        else:
+            out.append(piece.text())
+            left += 1
+    return MergeOutcome("".join(out), reports, left)

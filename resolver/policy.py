@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from splice.resolver.chunks import Conflict, join, split_lines
-from splice.resolver.resolvers import Hunk, Resolution, Suggestion, register
+from splice.resolver.resolvers import Hunk, Resolution, Resolver, Suggestion, register
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,7 @@ def edit_shape(conflict: Conflict, lang: str | None) -> EditShape | None:
     return EditShape(merged, kind, gap, line_gap, size(ours_edits), size(theirs_edits))
 
 
-class SafeTokenMerge:
+class SafeTokenMerge(Resolver):
     """Token-level merge with a confidence per shape (module docstring)."""
 
     name = "token-merge"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any
 
 from splice.resolver.chunks import Conflict
 
@@ -49,29 +49,48 @@ class Resolution:
     suggestions: tuple[Suggestion, ...] = field(default_factory=tuple)
 
 
-class Resolver(Protocol):
-    name: str
+class Resolver:
+    """The base class of every resolver: ``resolve`` is required, the rest has defaults.
 
-    def resolve(self, hunk: Hunk) -> Resolution: ...
+    - ``resolve_many``: the answers for all hunks of one file (default: hunk by hunk); a model
+      overrides it to batch its run and let its reranker see the file's other hunks.
+    - ``min_confidence``: the calibrated confidence an answer that keeps both sides' edits needs
+      to be applied (None: the pipeline's default).
+    - ``discard_min_confidence``: the calibrated confidence an answer that drops one side's edits
+      needs (None: never applied automatically; it stays a suggestion).
+    - ``checks_syntax``: whether the pipeline's syntax check applies (baselines turn it off).
+    """
+
+    name: str = ""
+    min_confidence: float | None = None
+    discard_min_confidence: float | None = None
+    checks_syntax: bool = True
+
+    def resolve(self, hunk: Hunk) -> Resolution:
+        raise NotImplementedError
+
+    def resolve_many(self, hunks: Sequence[Hunk]) -> list[Resolution]:
+        return [self.resolve(h) for h in hunks]
 
 
 def resolve_all(resolver: Resolver, hunks: Sequence[Hunk]) -> list[Resolution]:
-    """``resolver``'s answer for each of ``hunks``: one ``resolve_many`` call when it has one
-    (a batched model run, and the model's reranker sees the file's other hunks), else hunk by
-    hunk."""
-    many = getattr(resolver, "resolve_many", None)
-    if many is not None:
-        return list(many(hunks))
-    return [resolver.resolve(h) for h in hunks]
+    """``resolver``'s answer for each of ``hunks`` (one :meth:`Resolver.resolve_many` call)."""
+    answers = list(resolver.resolve_many(hunks))
+    if len(answers) != len(hunks):
+        raise ValueError(f"{resolver.name}: {len(answers)} answers for {len(hunks)} hunks")
+    return answers
 
 
-_REGISTRY: dict[str, Callable[[], Resolver]] = {}
+#: A factory builds a resolver from options (e.g. ``model_dir``); unknown options are ignored.
+Factory = Callable[..., Resolver]
+
+_REGISTRY: dict[str, Factory] = {}
 
 
-def register(name: str) -> Callable[[Callable[[], Resolver]], Callable[[], Resolver]]:
+def register(name: str) -> Callable[[Factory], Factory]:
     """Register a resolver factory under ``name`` (decorator)."""
 
-    def deco(factory: Callable[[], Resolver]) -> Callable[[], Resolver]:
+    def deco(factory: Factory) -> Factory:
         _REGISTRY[name] = factory
         return factory
 
@@ -79,21 +98,24 @@ def register(name: str) -> Callable[[Callable[[], Resolver]], Callable[[], Resol
 
 
 def _load_builtin() -> None:
-    """Import the modules that register Splice's own resolvers."""
-    # "model" and "auto": cheap to import (onnxruntime loads only when a model is built)
-    import splice.models.auto_resolver  # noqa: F401
-    import splice.models.onnx_resolver  # noqa: F401
+    """Import the resolver layer's own resolvers (serving registers the model's on import)."""
     import splice.resolver.baselines  # noqa: F401
     import splice.resolver.policy  # noqa: F401
 
 
-def get_resolver(name: str) -> Resolver:
-    """Build the resolver registered as ``name``."""
+def get_resolver(name: str, **options: Any) -> Resolver:
+    """Build the resolver registered as ``name``, passing ``options`` its factory accepts."""
+    import inspect
+
     _load_builtin()
     if name not in _REGISTRY:
         known = ", ".join(sorted(_REGISTRY)) or "none"
         raise KeyError(f"unknown resolver {name!r} (known: {known})")
-    return _REGISTRY[name]()
+    factory = _REGISTRY[name]
+    params = inspect.signature(factory).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        options = {k: v for k, v in options.items() if k in params}
+    return factory(**{k: v for k, v in options.items() if v is not None})
 
 
 def resolver_names() -> list[str]:

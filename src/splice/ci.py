@@ -287,7 +287,7 @@ def check(
 ) -> CIReport:
     """Test-merge ``head`` into ``base`` and resolve what can be resolved (writes nothing)."""
     from splice.config import conflict_style, load_resolver, marker_size_for
-    from splice.resolver.pipeline import Labels, effective_min_confidence
+    from splice.resolver.pipeline import DecisionRule, Labels
 
     top = check_git(cwd)
     base_commit, head_commit = resolve_ref(top, base), resolve_ref(top, head)
@@ -303,7 +303,7 @@ def check(
         head_commit=head_commit,
         tree=merged.tree,
         resolver=resolver_name,
-        threshold=effective_min_confidence(resolver, min_confidence),
+        threshold=DecisionRule.for_resolver(resolver, min_confidence=min_confidence).min_confidence,
     )
     style = conflict_style(cwd=top)
     for path in sorted(merged.stages):

@@ -27,12 +27,6 @@ DEFAULT_MARKER_SIZE = 7
 STYLES = ("merge", "diff3", "zdiff3")
 #: The name of the merge driver and of the mergetool in git's configuration.
 TOOL_NAME = "splice"
-#: Modules whose import registers resolvers (a missing one is skipped).
-REGISTERING_MODULES = (
-    "splice.resolver.baselines",
-    "splice.resolver.policy",
-    "splice.models.onnx_resolver",
-)
 
 
 def git_config_get(key: str, *, cwd: str | None = None, scope: str | None = None) -> str | None:
@@ -72,26 +66,10 @@ def marker_size_for(path: str, cwd: str | None = None) -> int:
     return int(value) if value.isdigit() and int(value) > 0 else DEFAULT_MARKER_SIZE
 
 
-def load_resolver(name: str) -> Resolver:
-    """Build the resolver registered as ``name`` (importing the modules that register them).
+def load_resolver(name: str, *, model_dir: str | None = None) -> Resolver:
+    """Build the resolver registered as ``name`` (:func:`splice.models.serving.load_resolver`:
+    the model's resolvers registered; when the model cannot be loaded, one stderr line and
+    :data:`FALLBACK_RESOLVER`)."""
+    from splice.models.serving import load_resolver as load
 
-    When the neural model cannot be loaded (``ModelUnavailable``), says so in one stderr line and
-    returns :data:`FALLBACK_RESOLVER` instead, so a merge never fails for want of a model.
-    """
-    import importlib
-
-    from splice.resolver.resolvers import get_resolver
-
-    for module in REGISTERING_MODULES:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-    from splice.models.onnx_resolver import ModelUnavailable, notice
-
-    try:
-        return get_resolver(name)
-    except ModelUnavailable as exc:
-        notice(exc, FALLBACK_RESOLVER)
-        return get_resolver(FALLBACK_RESOLVER)
+    return load(name, model_dir=model_dir)

@@ -92,10 +92,10 @@ _RESOLVERS: dict[str, Any] = {}
 
 def _resolver(name: str) -> Any:
     """The resolver ``name``, built once per process (a model loads once, not per file)."""
-    from splice.resolver.resolvers import get_resolver
+    from splice.models.serving import load_resolver
 
     if name not in _RESOLVERS:
-        _RESOLVERS[name] = get_resolver(name)
+        _RESOLVERS[name] = load_resolver(name)
     return _RESOLVERS[name]
 
 

@@ -27,11 +27,7 @@ from typing import TYPE_CHECKING
 from splice.config import DEFAULT_RESOLVER
 
 if TYPE_CHECKING:
-    from splice.resolver.markers import ParsedConflict
     from splice.resolver.resolvers import Resolver, Suggestion
-
-#: Lines of context given to the resolver on each side of a conflict (as the pipeline does).
-CONTEXT_LINES = 64
 
 
 @dataclass
@@ -59,49 +55,10 @@ class FileOutcome:
         return self.resolved == self.total
 
 
-def same_up_to_whitespace(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
-    """Equal line by line once trailing whitespace and line endings are ignored."""
-    return len(a) == len(b) and all(x.rstrip() == y.rstrip() for x, y in zip(a, b, strict=True))
-
-
 def _lines(text: str) -> list[str]:
     from splice.resolver.chunks import split_lines
 
     return split_lines(text)
-
-
-def _adds_parse_error(candidate: str, base: str, ours: str, theirs: str, lang: str | None) -> bool:
-    """The syntax check of the pipeline (whichever name the syntax module gives it)."""
-    from splice.resolver import syntax
-
-    check = getattr(syntax, "adds_parse_error", None)
-    if check is not None:
-        return check(candidate, base, ours, theirs, lang)
-    return syntax.SyntaxGuard(base, ours, theirs, lang).adds_error(candidate)
-
-
-def index_bases(
-    conflicts: list[ParsedConflict], stages: tuple[str, str, str]
-) -> dict[int, tuple[str, ...]]:
-    """Bases of merge-style conflicts, found by merging the index's three versions again.
-
-    ``stages`` are the base, ours and theirs texts (stages 1, 2, 3); a conflict gets the base of
-    the re-merged conflict with exactly its ours and theirs lines.
-    """
-    from splice.resolver.chunks import Conflict
-    from splice.resolver.linemerge import merge_lines
-
-    base, ours, theirs = (_lines(t) for t in stages)
-    found: dict[tuple[tuple[str, ...], tuple[str, ...]], tuple[str, ...]] = {}
-    for style in ("merge", "diff3"):
-        for chunk in merge_lines(base, ours, theirs, style=style):
-            if isinstance(chunk, Conflict):
-                found.setdefault((chunk.ours, chunk.theirs), chunk.base)
-    return {
-        i: found[(c.ours, c.theirs)]
-        for i, c in enumerate(conflicts)
-        if c.base is None and (c.ours, c.theirs) in found
-    }
 
 
 def resolve_text(
@@ -112,107 +69,37 @@ def resolve_text(
     lang: str | None = None,
     min_confidence: float | None = None,
     stages: tuple[str, str, str] | None = None,
+    allow_discard: bool = False,
 ) -> FileOutcome:
-    """Resolve what can be resolved among the conflicts marked in ``text``."""
-    from splice.resolver.chunks import Conflict
-    from splice.resolver.filecontext import FileContext
-    from splice.resolver.languages import language_for_path
+    """Resolve what can be resolved among the conflicts marked in ``text`` (the one pipeline:
+    :func:`splice.resolver.pipeline.merge_marked`)."""
+    from splice.resolver.pipeline import DecisionRule, merge_marked
+
+    rule = DecisionRule.for_resolver(
+        resolver, min_confidence=min_confidence, allow_discard=allow_discard
+    )
+    outcome = merge_marked(
+        text,
+        resolver,
+        path=path,
+        lang=lang,
+        stages=stages,
+        min_confidence=min_confidence,
+        rule=rule,
+    )
     from splice.resolver.markers import parse
-    from splice.resolver.pipeline import effective_min_confidence
-    from splice.resolver.resolvers import Hunk, Resolution, resolve_all
 
-    if lang is None:
-        lang = language_for_path(path)
-    parsed = parse(text)
-    conflicts = parsed.conflicts
-    if not conflicts:
-        return FileOutcome(text)
-    bases = index_bases(conflicts, stages) if stages else {}
-
-    # The file seen from each side: every conflict replaced by that side (base: ours if unknown).
-    views: dict[str, list[str]] = {"ours": [], "theirs": [], "base": []}
-    spans: list[tuple[int, int]] = []  # each conflict's lines in the ours view
-    k = 0
-    for piece in parsed.pieces:
-        if isinstance(piece, str):
-            for view in views.values():
-                view.extend(_lines(piece))
-            continue
-        start = len(views["ours"])
-        views["ours"].extend(piece.ours)
-        views["theirs"].extend(piece.theirs)
-        base = piece.base if piece.base is not None else bases.get(k, piece.ours)
-        views["base"].extend(base)
-        spans.append((start, len(views["ours"])))
-        k += 1
-    ours_view = views["ours"]
-    full = {name: "".join(view) for name, view in views.items()}
-
-    threshold = effective_min_confidence(resolver, min_confidence)
-    context = FileContext(views["base"], views["ours"], views["theirs"])
-    hunks: dict[int, Hunk] = {}
-    for i, c in enumerate(conflicts):
-        base = c.base if c.base is not None else bases.get(i)
-        if base is not None:
-            start, end = spans[i]
-            hunks[i] = Hunk(
-                conflict=Conflict(tuple(base), c.ours, c.theirs),
-                lang=lang,
-                before=tuple(ours_view[max(0, start - CONTEXT_LINES) : start]),
-                after=tuple(ours_view[end : end + CONTEXT_LINES]),
-                path=path,
-                file=context,
-            )
-    answers: dict[int, Resolution] = {}
-    if resolver is not None and hunks:
-        answers = dict(zip(hunks, resolve_all(resolver, list(hunks.values())), strict=True))
-    applied: dict[int, tuple[str, ...]] = {}
-    reports: list[ConflictReport] = []
-    for i, c in enumerate(conflicts):
-        report = ConflictReport(c.start + 1, False, "")
-        reports.append(report)
-        base = c.base if c.base is not None else bases.get(i)
-        if base is None:
-            if same_up_to_whitespace(c.ours, c.theirs):
-                applied[i] = c.ours
-                report.applied, report.reason = True, "both sides equal up to whitespace"
-            else:
-                report.reason = "no base section and no index stages: only equal sides resolve"
-            continue
-        if resolver is None:
-            report.reason = "no resolver"
-            continue
-        start, end = spans[i]
-        resolution = answers[i]
-        report.suggestions = tuple(resolution.suggestions)
-        chosen = resolution.chosen
-        if chosen is None:
-            report.reason = "no suggestion"
-            continue
-        tried = [chosen, *(s for s in resolution.suggestions if s.lines != chosen.lines)]
-        report.reason = f"confidence {chosen.confidence:.2f} below {threshold:.2f}"
-        for answer in tried:
-            if answer.confidence < threshold:
-                continue
-            candidate = "".join(ours_view[:start]) + "".join(answer.lines)
-            candidate += "".join(ours_view[end:])
-            if _adds_parse_error(candidate, full["base"], full["ours"], full["theirs"], lang):
-                report.reason = "adds a parse error"
-                continue
-            applied[i] = tuple(answer.lines)
-            report.applied = True
-            report.reason = f"applied: {answer.explanation} (confidence {answer.confidence:.2f})"
-            break
-
-    out: list[str] = []
-    k = 0
-    for piece in parsed.pieces:
-        if isinstance(piece, str):
-            out.append(piece)
-            continue
-        out.append("".join(applied[k]) if k in applied else piece.text())
-        k += 1
-    return FileOutcome("".join(out), len(conflicts), len(applied), reports)
+    starts = [c.start + 1 for c in parse(text).conflicts] if outcome.hunks else []
+    reports = []
+    for report, line in zip(outcome.hunks, starts, strict=True):
+        answer = report.answer
+        if answer is not None:
+            why = f"{report.outcome}: {answer.explanation} (confidence {answer.confidence:.2f})"
+        else:
+            why = report.outcome
+        suggestions = tuple(report.resolution.suggestions) if report.resolution else ()
+        reports.append(ConflictReport(line, answer is not None, why, suggestions))
+    return FileOutcome(outcome.text, len(outcome.hunks), outcome.resolved, reports)
 
 
 def explain(path: str, outcome: FileOutcome, top_k: int = 3) -> str:

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import pytest
-
 from splice.models.serving import load_resolver
 from splice.resolver.chunks import Conflict, split_lines
 from splice.resolver.decision import DecisionRule
@@ -79,8 +78,9 @@ def _real_hunks(limit: int = 400) -> list[list[Hunk]]:
     """The hunks of real validation conflicts, file by file (skips without the data set)."""
     from pathlib import Path
 
-    from splice.dataset import iter_records
     from splice.resolver.pipeline import find_hunks
+
+    from splice.dataset import iter_records
 
     data = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "merges"
     if not data.is_dir():

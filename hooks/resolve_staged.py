@@ -1,7 +1,8 @@
 """``splice-resolve``: resolve the conflicts Splice is sure of in the given (staged) files.
 
-Files with conflict markers are resolved in place by ``splice resolve``'s engine; conflicts below
-the confidence threshold keep their markers. Exit 1 when a file was changed (stage it again) or
+Files with conflict markers are resolved in place by the one pipeline
+(:func:`splice.resolver.pipeline.merge_marked`, as ``splice resolve`` does); conflicts the decision
+rule does not apply keep their markers. Exit 1 when a file was changed (stage it again) or
 conflicts remain, as pre-commit's fixers do; 0 when there was nothing to do.
 """
 
@@ -15,9 +16,11 @@ from collections.abc import Sequence
 def resolve_files(
     paths: Sequence[str], *, resolver: str = "auto", min_confidence: float | None = None
 ) -> int:
-    from splice.config import load_resolver
-    from splice.driver import write_atomic
-    from splice.resolve_files import index_stages, resolve_text
+    from splice.data.files import write_atomic
+    from splice.models.serving import load_resolver
+    from splice.resolver.pipeline import merge_marked
+
+    from splice.data.git import index_stages
 
     engine = None
     status = 0
@@ -32,15 +35,15 @@ def resolve_files(
             continue
         if engine is None:
             engine = load_resolver(resolver)
-        outcome = resolve_text(
+        outcome = merge_marked(
             text, engine, path=path, min_confidence=min_confidence, stages=index_stages(path)
         )
-        if outcome.total == 0:
+        if not outcome.hunks:
             continue
-        print(f"{path}: {outcome.resolved} of {outcome.total} conflict(s) resolved")
-        for report in outcome.reports:
-            if not report.applied:
-                print(f"{path}:{report.line}: left for a human: {report.reason}")
+        print(f"{path}: {outcome.summary()}")
+        for report in outcome.hunks:
+            if report.answer is None:
+                print(f"{path}: conflict {report.index + 1}: left for a human: {report.outcome}")
         if outcome.resolved:
             write_atomic(path, outcome.text.encode("utf-8"))
         if outcome.resolved or not outcome.clean:

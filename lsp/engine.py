@@ -32,7 +32,7 @@ def build_resolver(settings: Settings, log: Log) -> Resolver:
 
     try:
         if settings.model_path and settings.resolver in ("auto", "model"):
-            from splice.models.onnx_resolver import NeuralResolver
+            from splice.models.serving.neural import NeuralResolver
 
             return NeuralResolver(settings.model_path)
         return load_resolver(settings.resolver)

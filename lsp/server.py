@@ -79,7 +79,7 @@ class SpliceServer(LanguageServer):
         if uri not in self.stages:
             found = None
             if path and os.path.isfile(path):
-                from splice.resolve_files import index_stages
+                from splice.cli.resolve import index_stages
 
                 try:
                     found = index_stages(path)

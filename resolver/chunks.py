@@ -47,6 +47,12 @@ def join(units: Sequence[str]) -> str:
     return "".join(units)
 
 
+def text_key(text: str) -> str:
+    """The comparison key of resolutions: the text with every whitespace character removed
+    (two resolutions are the same when their keys are)."""
+    return "".join(text.split())
+
+
 def has_conflicts(chunks: Sequence[Chunk]) -> bool:
     return any(isinstance(c, Conflict) for c in chunks)
 

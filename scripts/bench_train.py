@@ -11,9 +11,9 @@ import argparse
 import time
 
 import torch
-from splice.models.configuration import SpliceConfig
-from splice.models.modeling import SpliceMergeModel
-from splice.models.train import make_optimizer
+from splice.models.training.configuration import SpliceConfig
+from splice.models.training.modeling import SpliceMergeModel
+from splice.models.training.train import make_optimizer
 
 
 def bench(

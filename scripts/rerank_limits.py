@@ -1,7 +1,7 @@
 """How far the file-context reranker can go on the calibration rows (prints two tables).
 
 Rows come from ``splice calibrate MODEL_DIR ... --save-rows DIR`` (``DIR/val.jsonl.gz``); the
-weights from a ``calibration.json``. See :mod:`splice.models.rerank_limits`:
+weights from a ``calibration.json``. See scripts/rerank_analysis.py:
 
     python scripts/rerank_limits.py --rows runs/rows --json runs/rerank_limits.json
 """
@@ -14,8 +14,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-from splice.models.hunk_calibration import load_rows
-from splice.models.rerank_limits import adapt_by_time, in_sample_bound
+from rerank_analysis import adapt_by_time, in_sample_bound  # scripts/rerank_analysis.py
+from splice.models.training.hunk_calibration import load_rows
 
 
 def main() -> None:

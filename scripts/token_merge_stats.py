@@ -25,8 +25,8 @@ from splice.resolver.patterns import Pattern, expressible
 from splice.resolver.syntax import SyntaxCheck
 from splice.resolver.tokenmerge import Tokenizer, merge_hunk, render
 
-from splice.dataset import iter_records
-from splice.evaluation import locate_resolutions, normalize
+from splice.data.dataset import iter_records
+from splice.data.evaluation import locate_resolutions, normalize
 
 _FALLBACK = re.compile(r"\w+|[ \t]+|\r?\n|[^\w\s]|\s")
 

@@ -13,7 +13,7 @@ mkdir -p "$shim/splice"
 cp -r src/splice/. "$shim/splice/"
 for d in resolver models lsp hooks; do ln -sfn "$PWD/$d" "$shim/splice/$d"; done
 export PYTHONPATH=$shim PYTHONUNBUFFERED=1
-[ "$pre_min" = 0 ] || python3 -m splice.models.pretrain train --corpus "$corpus" --out "$out/pretrained" \
+[ "$pre_min" = 0 ] || python3 -m splice.models.training.pretrain train --corpus "$corpus" --out "$out/pretrained" \
     --hidden "${HIDDEN:-192}" --layers "${LAYERS:-4}" --heads "${HEADS:-4}" --seq-len 192 \
     --batch-size 256 --steps 20000 --minutes "$pre_min" --device cuda
 python3 -m splice train --train-npz "$train" --val-npz "$val" --out "$out/model" \

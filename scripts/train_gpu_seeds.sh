@@ -20,7 +20,7 @@ mkdir -p "$shim/splice"
 cp -r src/splice/. "$shim/splice/"
 for d in resolver models lsp hooks; do ln -sfn "$PWD/$d" "$shim/splice/$d"; done
 export PYTHONPATH=$shim PYTHONUNBUFFERED=1
-python3 -m splice.models.pretrain train --corpus "$corpus" --out "$out/pretrained" \
+python3 -m splice.models.training.pretrain train --corpus "$corpus" --out "$out/pretrained" \
     --hidden "${HIDDEN:-256}" --layers "${LAYERS:-4}" --heads "${HEADS:-4}" --seq-len 192 \
     --batch-size 256 --steps 20000 --minutes "${PRE:-1.5}" --device cuda > "$out/pretrain.log" 2>&1 \
     || { cat "$out/pretrain.log"; exit 1; }

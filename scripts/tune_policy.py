@@ -19,8 +19,8 @@ from splice.resolver.chunks import split_lines
 from splice.resolver.pipeline import find_hunks
 from splice.resolver.policy import edit_shape
 
-from splice.dataset import iter_records
-from splice.evaluation import locate_resolutions, normalize
+from splice.data.dataset import iter_records
+from splice.data.evaluation import locate_resolutions, normalize
 
 
 def shapes(record: dict[str, Any]) -> tuple[int, list[tuple[Any, bool]]]:

@@ -8,8 +8,8 @@ import pytest
 from click.testing import CliRunner
 from conftest import GitRepo
 
-from splice.ci import merge_tree
 from splice.cli import main
+from splice.cli.ci import merge_tree
 
 BASE = "def f():\n    return 0\n\n\ndef g():\n    return 1\n"
 OURS = "def f():\n    return 10\n\n\ndef g():\n    return 1\n"
@@ -125,9 +125,9 @@ def test_not_a_repository_exits_2(tmp_path, git_env) -> None:
 
 
 def test_old_git_is_explained(git_repo: GitRepo, monkeypatch) -> None:
-    import splice.ci
+    import splice.cli.ci
 
-    monkeypatch.setattr(splice.ci, "git_version", lambda cwd=".": (2, 37))
+    monkeypatch.setattr(splice.cli.ci, "git_version", lambda cwd=".": (2, 37))
     result = ci(git_repo, "--base", "main", "--head", "main")
     assert result.exit_code == 2
     assert "git 2.37 is too old" in result.output and "2.38" in result.output

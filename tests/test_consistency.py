@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from conftest import BIN_DIR, GitRepo
 
-from splice.dataset import iter_records
+from splice.data.dataset import iter_records
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "merges"
@@ -73,7 +73,7 @@ def _fix_all(repo: GitRepo, name: str) -> str:
     from splice.lsp.engine import Engine
     from splice.lsp.settings import Settings
 
-    from splice.resolve_files import index_stages
+    from splice.cli.resolve import index_stages
 
     engine = _fix_all.engine = getattr(_fix_all, "engine", None) or Engine(Settings(), print)
     path = repo.path / name

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from conftest import GitRepo, git_merge_file
 
-from splice.driver import MergeRequest, merge
+from splice.cli.driver import MergeRequest, merge
 
 # An unresolvable conflict: both sides change the same token differently.
 BASE = "a = 0\nkeep = 1\n"
@@ -178,7 +178,7 @@ def test_over_size_limit_falls_back_to_git(git_repo: GitRepo) -> None:
 
 
 def test_git_merge_file_failure_leaves_ours(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import splice.driver as driver
+    import splice.cli.driver as driver
 
     for name, text in (("o", BASE), ("a", OURS), ("b", THEIRS)):
         (tmp_path / name).write_text(text)
@@ -198,7 +198,7 @@ def test_unreadable_ours_is_a_merge_failure(tmp_path) -> None:
 
 
 def test_literal_label_placeholders_are_ignored(tmp_path) -> None:
-    from splice.driver import effective_labels
+    from splice.cli.driver import effective_labels
 
     req = MergeRequest("o", "a", "b", labels=("%X", "%S", "%Y"))
     assert effective_labels(req) == ("ours", "base", "theirs")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from splice.resolver.chunks import Conflict, Stable, split_lines
 
-from splice.evaluation import evaluate, format_table, locate_resolutions, normalize
+from splice.data.evaluation import evaluate, format_table, locate_resolutions, normalize
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "merges"
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"shared data set not found at {DATA}")

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from conftest import GitRepo
 
 from splice.cli import main
-from splice.install import BEGIN, END, driver_command
+from splice.cli.install import BEGIN, END, driver_command
 
 
 def _run(*args: str):

@@ -596,9 +596,9 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pytest.importorskip("onnxscript", reason="the ONNX exporter needs onnxscript")
     import shutil
 
-    from splice.models.configuration import SpliceConfig
-    from splice.models.export import export_onnx
-    from splice.models.modeling import SpliceMergeModel
+    from splice.models.training.configuration import SpliceConfig
+    from splice.models.training.export import export_onnx
+    from splice.models.training.modeling import SpliceMergeModel
 
     out = tmp_path_factory.mktemp("lsp_tiny_model")
     torch.manual_seed(0)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from conftest import GitRepo
 
-from splice.install import MERGETOOL_CMD
-from splice.mergetool import labels_from_markers
+from splice.cli.install import MERGETOOL_CMD
+from splice.cli.mergetool import labels_from_markers
 
 
 def _setup(repo: GitRepo, files: dict, options: str = "") -> None:

@@ -13,8 +13,14 @@ from click.testing import CliRunner
 from conftest import GitRepo
 
 from splice.cli import main
-from splice.dataset import iter_records, read_shard
-from splice.mine import Interrupted, MineOptions, even_order, mine_all, mine_repository
+from splice.data.dataset import iter_records, read_shard
+from splice.data.mining.repository import (
+    Interrupted,
+    MineOptions,
+    even_order,
+    mine_all,
+    mine_repository,
+)
 
 KEYS = [
     "id", "repo", "license", "merge", "ours_commit", "theirs_commit", "base_commit", "date",
@@ -242,7 +248,7 @@ def test_ray_local_mode_and_dedup_across_repositories(history: Path, tmp_path: P
 def test_ray_is_not_imported_without_ray(history: Path, tmp_path: Path) -> None:
     code = (
         "import sys\n"
-        "from splice.mine import MineOptions, mine_all\n"
+        "from splice.data.mining.repository import MineOptions, mine_all\n"
         f"mine_all([{str(history)!r}], {str(tmp_path)!r}, MineOptions(progress=False))\n"
         "assert 'ray' not in sys.modules, 'ray was imported'\n"
     )

@@ -11,9 +11,9 @@ import pytest
 torch = pytest.importorskip("torch", reason="the classifier needs PyTorch (the `train` extra)")
 pytest.importorskip("transformers", reason="the classifier needs transformers (`train` extra)")
 
-from splice.models.configuration import SpliceConfig  # noqa: E402
-from splice.models.modeling import SpliceMergeModel, any_correct_loss  # noqa: E402
-from splice.models.train import CHECKPOINT, STATE_FILE, load_arrays, train  # noqa: E402
+from splice.models.training.configuration import SpliceConfig  # noqa: E402
+from splice.models.training.modeling import SpliceMergeModel, any_correct_loss  # noqa: E402
+from splice.models.training.train import CHECKPOINT, STATE_FILE, load_arrays, train  # noqa: E402
 
 L = 16
 TINY = {"vocab_size": 64, "hidden_size": 32, "num_layers": 1, "num_heads": 4, "max_position": L}
@@ -49,7 +49,7 @@ def synthetic(n: int, seed: int) -> dict[str, np.ndarray]:
 
 
 def random_inputs(config: SpliceConfig, batch: int = 3) -> tuple[torch.Tensor, ...]:
-    from splice.models.export import sample_inputs
+    from splice.models.training.export import sample_inputs
 
     return sample_inputs(config, batch, L, seed=5)
 
@@ -86,7 +86,7 @@ def test_any_correct_loss() -> None:
 def test_onnx_matches_pytorch(tmp_path: Path) -> None:
     pytest.importorskip("onnxscript", reason="the ONNX exporter needs onnxscript")
     ort = pytest.importorskip("onnxruntime", reason="parity is checked with onnxruntime")
-    from splice.models.export import INPUT_NAMES, export_onnx, sample_inputs
+    from splice.models.training.export import INPUT_NAMES, export_onnx, sample_inputs
 
     torch.manual_seed(0)
     model = SpliceMergeModel(SpliceConfig(**TINY)).eval()

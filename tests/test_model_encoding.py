@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from splice.models.encoding import (
+from splice.models.serving.encoding import (
     DELETE,
     EQUAL,
     INSERT,
@@ -17,9 +17,9 @@ from splice.models.encoding import (
     encode_piece,
     multi_hot,
 )
-from splice.models.examples import build_examples, load_examples, save_examples
-from splice.models.pieces import Route, assemble, hunk_pieces
-from splice.models.tokenizer import SPECIAL_TOKENS, load_tokenizer, train_tokenizer
+from splice.models.serving.pieces import Route, assemble, hunk_pieces
+from splice.models.training.examples import build_examples, load_examples, save_examples
+from splice.models.training.tokenizer import SPECIAL_TOKENS, load_tokenizer, train_tokenizer
 from splice.resolver.chunks import Conflict, split_lines
 from splice.resolver.patterns import Pattern, expressible
 from splice.resolver.resolvers import Hunk
@@ -196,8 +196,8 @@ def test_assemble_reproduces_real_resolutions() -> None:
     from splice.resolver.patterns import squash
     from splice.resolver.pipeline import find_hunks
 
-    from splice.dataset import iter_records
-    from splice.evaluation import locate_resolutions
+    from splice.data.dataset import iter_records
+    from splice.data.evaluation import locate_resolutions
 
     checked = 0
     for rec in iter_records(DATA, split="val", limit=20):

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from splice.models.auto_resolver import AutoResolver, combine
-from splice.models.hunk_calibration import (
+from splice.models.serving.auto import AutoResolver, combine
+from splice.models.training.hunk_calibration import (
     HunkCandidates,
     cross_fit,
     error_kinds,
@@ -34,8 +34,8 @@ SHIPPED_TOKENIZER = ROOT / "models" / "shipped" / "tokenizer.json"
 
 def test_mirror_swaps_sides_and_patterns() -> None:
     torch = pytest.importorskip("torch", reason="training code needs torch")
-    from splice.models.encoding import PATTERNS
-    from splice.models.train import MIRROR_LABELS, mirror
+    from splice.models.serving.encoding import PATTERNS
+    from splice.models.training.train import MIRROR_LABELS, mirror
 
     names = [p.value for p in PATTERNS]
     for i, j in enumerate(MIRROR_LABELS):  # each pattern's mirror is the name with sides swapped
@@ -54,9 +54,9 @@ def test_mirror_swaps_sides_and_patterns() -> None:
 
 def test_pretraining_lowers_the_loss_and_feeds_fine_tuning(tmp_path: Path) -> None:
     pytest.importorskip("torch", reason="pretraining needs torch")
-    from splice.models.configuration import SpliceConfig
-    from splice.models.modeling import SpliceMergeModel
-    from splice.models.pretrain import pretrain
+    from splice.models.training.configuration import SpliceConfig
+    from splice.models.training.modeling import SpliceMergeModel
+    from splice.models.training.pretrain import pretrain
 
     # a corpus with a rule to learn: a repeated cycle of 50 subword ids
     corpus = np.tile(np.arange(100, 150, dtype=np.uint16), 400)
@@ -83,7 +83,7 @@ def test_pretraining_lowers_the_loss_and_feeds_fine_tuning(tmp_path: Path) -> No
 
 
 def test_mask_tokens_never_masks_special_tokens() -> None:
-    from splice.models.pretrain import mask_tokens
+    from splice.models.training.pretrain import mask_tokens
 
     rng = np.random.default_rng(0)
     ids = np.array([[0, 1, 2, 3, 4] + [100] * 995], dtype=np.uint16)
@@ -241,9 +241,9 @@ def test_auto_resolver_combines_policy_and_model() -> None:
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch = pytest.importorskip("torch", reason="building the tiny model needs torch")
     pytest.importorskip("onnxscript", reason="the ONNX exporter needs onnxscript")
-    from splice.models.configuration import SpliceConfig
-    from splice.models.export import export_onnx
-    from splice.models.modeling import SpliceMergeModel
+    from splice.models.training.configuration import SpliceConfig
+    from splice.models.training.export import export_onnx
+    from splice.models.training.modeling import SpliceMergeModel
 
     out = tmp_path_factory.mktemp("tiny")
     torch.manual_seed(0)
@@ -257,7 +257,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_a_clean_token_merge_is_a_candidate_with_its_weight(tiny_model: Path) -> None:
-    from splice.models.onnx_resolver import NeuralResolver
+    from splice.models.serving.neural import NeuralResolver
 
     # different lines edited on each side of one line-level hunk: the token merge is clean
     hunk = Hunk(Conflict(("f(a, b)\n",), ("f(a2, b)\n",), ("f(a, b2)\n",)), "python", path="x.py")
@@ -269,7 +269,7 @@ def test_a_clean_token_merge_is_a_candidate_with_its_weight(tiny_model: Path) ->
 
 
 def test_platt_map_changes_confidences_not_order(tiny_model: Path, tmp_path: Path) -> None:
-    from splice.models.onnx_resolver import NeuralResolver
+    from splice.models.serving.neural import NeuralResolver
 
     work = tmp_path / "m"
     shutil.copytree(tiny_model, work, ignore=shutil.ignore_patterns("hf"))
@@ -283,7 +283,7 @@ def test_platt_map_changes_confidences_not_order(tiny_model: Path, tmp_path: Pat
     assert [s.confidence for s in before.suggestions] != [s.confidence for s in after.suggestions]
     calib["platt_a"] = -1.0
     (work / "calibration.json").write_text(json.dumps(calib))
-    from splice.models.onnx_resolver import ModelUnavailable
+    from splice.models.serving.neural import ModelUnavailable
 
     with pytest.raises(ModelUnavailable, match="platt_a"):
         NeuralResolver(work)

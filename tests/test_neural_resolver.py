@@ -27,7 +27,7 @@ MAX_LEN = 128
 
 
 def _real_hunks(n_files: int = 4) -> list[Hunk]:
-    from splice.dataset import iter_records
+    from splice.data.dataset import iter_records
 
     if not DATA.is_dir():
         pytest.skip(f"no data set at {DATA}")
@@ -45,9 +45,9 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random model exported to ONNX, with the shipped tokenizer and T = 1."""
     torch = pytest.importorskip("torch", reason="building the tiny model needs torch")
     pytest.importorskip("onnxscript", reason="the ONNX exporter needs onnxscript")
-    from splice.models.configuration import SpliceConfig
-    from splice.models.export import export_onnx
-    from splice.models.modeling import SpliceMergeModel
+    from splice.models.training.configuration import SpliceConfig
+    from splice.models.training.export import export_onnx
+    from splice.models.training.modeling import SpliceMergeModel
 
     out = tmp_path_factory.mktemp("tiny_model")
     torch.manual_seed(0)
@@ -63,7 +63,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_resolver_answers_real_hunks(model_dir: Path) -> None:
-    from splice.models.onnx_resolver import NeuralResolver
+    from splice.models.serving.neural import NeuralResolver
 
     resolver = NeuralResolver(model_dir)
     hunk = _real_hunks()[0]
@@ -80,7 +80,7 @@ def test_resolver_answers_real_hunks(model_dir: Path) -> None:
 
 
 def test_batching_equals_one_by_one(model_dir: Path) -> None:
-    from splice.models.onnx_resolver import NeuralResolver
+    from splice.models.serving.neural import NeuralResolver
 
     resolver = NeuralResolver(model_dir)
     hunks = _real_hunks()[:12]
@@ -95,7 +95,7 @@ def test_batching_equals_one_by_one(model_dir: Path) -> None:
 
 
 def test_temperature_sharpens_or_flattens(model_dir: Path, tmp_path: Path) -> None:
-    from splice.models.onnx_resolver import NeuralResolver
+    from splice.models.serving.neural import NeuralResolver
 
     hot = tmp_path / "hot"
     shutil.copytree(model_dir, hot, ignore=shutil.ignore_patterns("hf"))
@@ -108,7 +108,7 @@ def test_temperature_sharpens_or_flattens(model_dir: Path, tmp_path: Path) -> No
 
 
 def _with_rerank(model_dir: Path, dest: Path, weights: list[float], names=None) -> Path:
-    from splice.models.rerank import FEATURES
+    from splice.models.serving.rerank import FEATURES
 
     shutil.copytree(model_dir, dest, ignore=shutil.ignore_patterns("hf"))
     calib = json.loads((dest / "calibration.json").read_text())
@@ -122,8 +122,8 @@ def test_rerank_weights_from_the_calibration_reorder_candidates(
 ) -> None:
     """Zero weights keep the mixture's order; a large weight on is_theirs puts theirs first
     wherever it is a candidate; weights for other features are refused (model unavailable)."""
-    from splice.models.onnx_resolver import ModelUnavailable, NeuralResolver
-    from splice.models.rerank import FEATURES
+    from splice.models.serving.neural import ModelUnavailable, NeuralResolver
+    from splice.models.serving.rerank import FEATURES
 
     hunks = _real_hunks()[:12]
     plain = NeuralResolver(model_dir).candidates_many(hunks)
@@ -153,7 +153,7 @@ def test_resolver_does_not_import_torch(model_dir: Path) -> None:
         pytest.skip(f"no data set at {DATA}")
     code = (
         "import sys\n"
-        "from splice.dataset import iter_records\n"
+        "from splice.data.dataset import iter_records\n"
         "from splice.resolver.chunks import split_lines\n"
         "from splice.resolver.pipeline import merge_file\n"
         "from splice.resolver.resolvers import get_resolver\n"
@@ -173,7 +173,7 @@ def test_resolver_does_not_import_torch(model_dir: Path) -> None:
 
 
 def test_missing_or_corrupt_model_raises(tmp_path: Path) -> None:
-    from splice.models.onnx_resolver import ModelUnavailable, NeuralResolver
+    from splice.models.serving.neural import ModelUnavailable, NeuralResolver
 
     with pytest.raises(ModelUnavailable, match="missing"):
         NeuralResolver(tmp_path / "nowhere")
@@ -324,7 +324,7 @@ def test_pipeline_uses_the_resolvers_threshold() -> None:
 
 
 def test_temperature_fit_recovers_the_true_temperature() -> None:
-    from splice.models.calibrate import ece, fit_temperature, softmax
+    from splice.models.training.calibrate import ece, fit_temperature, softmax
 
     rng = np.random.default_rng(0)
     true_logits = rng.normal(0, 2.0, size=(4000, 10))
@@ -341,7 +341,7 @@ def test_temperature_fit_recovers_the_true_temperature() -> None:
 
 
 def test_threshold_is_the_lowest_reaching_the_target() -> None:
-    from splice.models.calibrate import select_threshold
+    from splice.models.training.calibrate import select_threshold
 
     conf = np.array([0.99, 0.98, 0.97, 0.9, 0.8, 0.7])
     right = np.array([True, True, True, True, False, False])
@@ -351,9 +351,9 @@ def test_threshold_is_the_lowest_reaching_the_target() -> None:
 
 
 def _tiny_val_npz(tmp_path: Path) -> Path:
-    """40 labelled pieces in 20 hunks, random labels, as ``splice.models.examples`` writes them."""
-    from splice.models.encoding import encode_piece
-    from splice.models.tokenizer import load_tokenizer
+    """40 labelled pieces in 20 hunks, random labels, as ``splice.models.training.examples`` writes them."""
+    from splice.models.serving.encoding import encode_piece
+    from splice.models.serving.tokenizer import load_tokenizer
 
     tok = load_tokenizer(SHIPPED_TOKENIZER)
     rng = np.random.default_rng(1)
@@ -380,7 +380,7 @@ def _tiny_val_npz(tmp_path: Path) -> Path:
 
 def test_calibrate_command_writes_a_loadable_calibration(model_dir: Path, tmp_path: Path) -> None:
     from click.testing import CliRunner
-    from splice.models.onnx_resolver import NeuralResolver
+    from splice.models.serving.neural import NeuralResolver
 
     from splice.cli import main
 
@@ -412,10 +412,10 @@ def test_calibrate_hunks_fits_weights_on_training_repositories(
     """--hunks: route weights from training-repository hunks, the rest from validation hunks,
     and a held-out report by repository group, on real shards (two of each split)."""
     from click.testing import CliRunner
-    from splice.models.onnx_resolver import NeuralResolver
+    from splice.models.serving.neural import NeuralResolver
 
     from splice.cli import main
-    from splice.dataset import repo_of_shard, shard_paths, split_of
+    from splice.data.dataset import repo_of_shard, shard_paths, split_of
 
     if not DATA.is_dir():
         pytest.skip(f"no data set at {DATA}")
@@ -437,7 +437,7 @@ def test_calibrate_hunks_fits_weights_on_training_repositories(
     assert "training hunks" in result.output and "held out (2 groups" in result.output
     calib = json.loads((work / "calibration.json").read_text())
     # the saved rows are the ones fitted on and reported: same counts, same reranker
-    from splice.models.hunk_calibration import fit_rerank, load_rows
+    from splice.models.training.hunk_calibration import fit_rerank, load_rows
 
     saved_val = load_rows(tmp_path / "rows" / "val.jsonl.gz")
     saved_train = load_rows(tmp_path / "rows" / "train.jsonl.gz")
@@ -458,7 +458,7 @@ def test_calibrate_hunks_fits_weights_on_training_repositories(
     val_repos = {repo_of_shard(p) for p in by_split["val"]}
     assert {r for f in held["folds"] for r in f["repos"]} <= val_repos
     assert NeuralResolver(work).calibration.token_weight == calib["token_weight"]
-    from splice.models.rerank import FEATURES
+    from splice.models.serving.rerank import FEATURES
 
     assert "reranker fitted" in result.output and "reranker" in calib["notes"]
     assert calib["rerank"]["features"] == list(FEATURES)
@@ -474,8 +474,8 @@ def test_calibrate_hunks_fits_weights_on_training_repositories(
 
 
 def test_eval_reports_top_k_for_the_model(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from splice.dataset import iter_records
-    from splice.evaluation import evaluate
+    from splice.data.dataset import iter_records
+    from splice.data.evaluation import evaluate
 
     monkeypatch.setenv("SPLICE_MODEL_DIR", str(model_dir))
     if not DATA.is_dir():
@@ -491,10 +491,10 @@ def test_eval_reports_top_k_for_the_model(model_dir: Path, monkeypatch: pytest.M
 
 
 def test_parallel_collection_equals_serial(model_dir: Path) -> None:
-    from splice.models.hunk_calibration import collect, collect_parallel
-    from splice.models.onnx_resolver import NeuralResolver
+    from splice.models.serving.neural import NeuralResolver
+    from splice.models.training.hunk_calibration import collect, collect_parallel
 
-    from splice.dataset import iter_records
+    from splice.data.dataset import iter_records
 
     if not DATA.is_dir():
         pytest.skip(f"no data set at {DATA}")
@@ -513,11 +513,11 @@ def test_calibration_rows_score_as_the_resolver_ranks(model_dir: Path, tmp_path:
     """What calibration measures (hunk_calibration.scores / outcomes on collected rows) is what
     the resolver does: same reranked scores, same top candidate, confidence from Candidate.sure."""
     from splice.models import hunk_calibration as hc
-    from splice.models.onnx_resolver import NeuralResolver
-    from splice.models.rerank import FEATURES
+    from splice.models.serving.neural import NeuralResolver
+    from splice.models.serving.rerank import FEATURES
     from splice.resolver.pipeline import find_hunks as hunks_of
 
-    from splice.dataset import iter_records
+    from splice.data.dataset import iter_records
 
     if not DATA.is_dir():
         pytest.skip(f"no data set at {DATA}")

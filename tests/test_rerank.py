@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
-from splice.models.rerank import (
+from splice.models.serving.rerank import (
     FEATURES,
     candidate_features,
     file_votes,
@@ -147,7 +147,7 @@ def test_fit_learns_a_rule_the_mixture_misses() -> None:
 
 
 def test_platt_keeps_the_order_or_falls_back_to_the_scores() -> None:
-    from splice.models.hunk_calibration import fit_platt
+    from splice.models.training.hunk_calibration import fit_platt
 
     score = np.array([0.9, 0.8, 0.3, 0.2, 0.6, 0.4])
     a, b = fit_platt(score, np.array([1, 1, 0, 0, 1, 0], bool) ^ np.array([0, 0, 0, 0, 1, 1], bool))

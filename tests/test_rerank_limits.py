@@ -1,14 +1,17 @@
-"""Calibration rows on disk and the reranker's limits (splice.models.rerank_limits)."""
+"""Calibration rows on disk and the reranker's limits (scripts/rerank_analysis.py)."""
 
 from __future__ import annotations
 
+import sys
 from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
-from splice.models.hunk_calibration import HunkCandidates, load_rows, save_rows
-from splice.models.rerank import FEATURES
-from splice.models.rerank_limits import adapt_by_time, in_sample_bound
+from splice.models.serving.rerank import FEATURES
+from splice.models.training.hunk_calibration import HunkCandidates, load_rows, save_rows
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+from rerank_analysis import adapt_by_time, in_sample_bound  # noqa: E402
 
 K = FEATURES.index("covers_theirs_added_lines")
 

@@ -10,7 +10,7 @@ from conftest import GitRepo
 from splice.resolver.pipeline import same_up_to_whitespace
 
 from splice.cli import main
-from splice.resolve_files import resolve_text
+from splice.cli.resolve import resolve_text
 
 BASE = "head\na = 0\nmid\nb = 0\ntail\n"
 OURS = "head\na = 1\nmid\nb = 1\ntail\n"

@@ -80,7 +80,7 @@ def _real_hunks(limit: int = 400) -> list[list[Hunk]]:
 
     from splice.resolver.pipeline import find_hunks
 
-    from splice.dataset import iter_records
+    from splice.data.dataset import iter_records
 
     data = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "merges"
     if not data.is_dir():

@@ -21,7 +21,7 @@ FILES = ("model.onnx", "model.safetensors", "config.json", "tokenizer.json", "ca
 
 
 def _val_records(n: int) -> list[dict]:
-    from splice.dataset import iter_records
+    from splice.data.dataset import iter_records
 
     if not DATA.is_dir():
         pytest.skip(f"no data set at {DATA}")
@@ -41,8 +41,8 @@ def test_the_package_holds_the_whole_model_within_25_mb() -> None:
 def test_the_shipped_calibration_reranks_with_the_file_context() -> None:
     """The shipped calibration carries reranker weights for this version's features, the
     resolver loads them, and on real validation files they change some first choices."""
-    from splice.models.onnx_resolver import NeuralResolver
-    from splice.models.rerank import FEATURES
+    from splice.models.serving.neural import NeuralResolver
+    from splice.models.serving.rerank import FEATURES
     from splice.resolver.chunks import split_lines
     from splice.resolver.pipeline import find_hunks
 
@@ -73,11 +73,11 @@ def test_onnx_equals_pytorch_on_real_pieces(tmp_path: Path) -> None:
     pytest.importorskip("onnxscript", reason="the ONNX exporter needs onnxscript")
     import shutil
 
-    from splice.models.encoding import encode_batch, encode_piece
-    from splice.models.export import export_onnx
-    from splice.models.modeling import SpliceMergeModel
-    from splice.models.onnx_resolver import NeuralResolver
-    from splice.models.pieces import hunk_pieces
+    from splice.models.serving.encoding import encode_batch, encode_piece
+    from splice.models.serving.neural import NeuralResolver
+    from splice.models.serving.pieces import hunk_pieces
+    from splice.models.training.export import export_onnx
+    from splice.models.training.modeling import SpliceMergeModel
 
     fp32_dir = tmp_path / "fp32"
     fp32_dir.mkdir()

@@ -1,0 +1,90 @@
+"""``auto``: the driver's default resolver, the model-free policy and the model together.
+
+The two answer different hunks well: the token-merge policy (:mod:`splice.resolver.policy`) is
+sure of the hunks where one side's edits subsume the other's, with confidences measured as its
+precision per edit shape; the model ranks every hunk's candidates, with confidences calibrated on
+the validation repositories (:mod:`splice.models.training.hunk_calibration`). Both are estimates of the
+probability of being right, so for each hunk the more confident answer is chosen, and the other
+one stays among the suggestions (top 3, distinct texts).
+
+The threshold (``min_confidence``) is the one calibrated for the combination, on the validation
+hunks, for at least 95% precision (``calibration.json``: ``auto_threshold``, else the model's
+``threshold``). Without an installed model, ``auto`` is the token-merge policy alone, silently;
+with a broken one, the same after one line on stderr.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from splice.resolver.resolvers import Hunk, Resolution, Resolver, Suggestion, register
+
+TOP_K = 3
+
+
+def combine(policy: Resolution, model: Resolution, top_k: int = TOP_K) -> Resolution:
+    """The more confident of the two chosen answers, then the other suggestions, by confidence."""
+    pool: list[Suggestion] = []
+    for s in (policy.chosen, model.chosen, *policy.suggestions, *model.suggestions):
+        if s is not None:
+            pool.append(s)
+    best: dict[str, Suggestion] = {}
+    for s in pool:  # one entry per text (whitespace ignored), keeping its highest confidence
+        key = "".join("".join(s.lines).split())
+        if key not in best or s.confidence > best[key].confidence:
+            best[key] = s
+    ranked = sorted(best.values(), key=lambda s: -s.confidence)[:top_k]
+    return Resolution(chosen=ranked[0] if ranked else None, suggestions=tuple(ranked))
+
+
+class AutoResolver(Resolver):
+    """Token-merge policy + neural model (module doc)."""
+
+    name = "auto"
+
+    def __init__(self, model: object, policy: Resolver | None = None) -> None:
+        from splice.resolver.policy import SafeTokenMerge
+
+        self.model = model
+        self.policy = policy or SafeTokenMerge()
+        calib = getattr(model, "calibration", None)
+        self._threshold = getattr(calib, "auto_threshold", None)
+        if self._threshold is None:
+            self._threshold = getattr(model, "min_confidence", None)
+
+    @property
+    def min_confidence(self) -> float | None:
+        return self._threshold
+
+    def resolve_many(self, hunks: Sequence[Hunk]) -> list[Resolution]:
+        model_answers = self.model.resolve_many(hunks)  # type: ignore[attr-defined]
+        return [
+            combine(self.policy.resolve(h), m) for h, m in zip(hunks, model_answers, strict=True)
+        ]
+
+    def resolve(self, hunk: Hunk) -> Resolution:
+        return self.resolve_many([hunk])[0]
+
+
+def auto_resolver(model_dir: str | None = None) -> Resolver:
+    """``auto`` when a model is installed (in ``model_dir``, default the shipped one), else
+    ``token-merge`` (module doc)."""
+    from splice.models.serving.neural import (
+        ModelUnavailable,
+        NeuralResolver,
+        default_model_dir,
+        notice,
+    )
+    from splice.resolver.policy import SafeTokenMerge
+
+    folder = Path(model_dir) if model_dir else default_model_dir()
+    if model_dir or (folder / "model.onnx").is_file():
+        try:
+            return AutoResolver(NeuralResolver(folder))
+        except ModelUnavailable as exc:
+            notice(exc)
+    return SafeTokenMerge()
+
+
+register("auto")(auto_resolver)

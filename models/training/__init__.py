@@ -1,0 +1,1 @@
+"""Training and fitting (torch): configs, the network, pretraining, export, calibration fitting."""

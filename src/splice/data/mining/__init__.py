@@ -1,0 +1,1 @@
+"""Mining merge conflicts from git histories into the data set's shards."""

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from splice.lsp.engine import Engine
     from splice.resolver.chunks import Conflict
     from splice.resolver.markers import ParsedConflict
+    from splice.resolver.pipeline import HunkReport
     from splice.resolver.resolvers import Hunk, Resolution
 
 #: Suggestions kept per conflict.
@@ -40,6 +41,8 @@ class Candidate:
     lines: tuple[str, ...]
     confidence: float
     explanation: str = ""
+    #: What it keeps of the two sides' edits, in words ("both sides kept", "drops theirs: ...").
+    kept: str = ""
 
     @property
     def text(self) -> str:
@@ -129,17 +132,22 @@ def _split(text: str) -> list[str]:
 
 
 def pattern_name(conflict: Conflict, lines: tuple[str, ...]) -> str:
-    """The first merge pattern producing exactly ``lines``, else "token-level merge"."""
-    from splice.resolver.patterns import Pattern, apply
+    """The first merge pattern producing exactly ``lines``, in words, else "token-level merge"."""
+    from splice.resolver.patterns import Pattern, apply, phrase
 
     for pattern in Pattern:
         if apply(pattern, conflict) == lines:
-            return pattern.value
+            return phrase(pattern.value)
     return TOKEN_MERGE
 
 
-def candidates(conflict: Conflict, resolution: Resolution) -> tuple[Candidate, ...]:
-    """The resolver's chosen answer, then its other suggestions: distinct, best first, top 3."""
+def candidates(
+    conflict: Conflict, resolution: Resolution, lang: str | None = None
+) -> tuple[Candidate, ...]:
+    """The resolver's chosen answer, then its other suggestions: distinct, best first, top 3,
+    each saying what it keeps."""
+    from splice.resolver.keeps import classify
+
     seen: set[tuple[str, ...]] = set()
     out: list[Candidate] = []
     ranked = [resolution.chosen] if resolution.chosen is not None else []
@@ -150,10 +158,15 @@ def candidates(conflict: Conflict, resolution: Resolution) -> tuple[Candidate, .
             continue
         seen.add(lines)
         name = pattern_name(conflict, lines)
-        out.append(Candidate(name, lines, float(s.confidence), s.explanation))
+        kept = classify(conflict, lines, lang).describe() if conflict.base else ""
+        out.append(Candidate(name, lines, float(s.confidence), s.explanation, kept))
         if len(out) == TOP_K:
             break
     return tuple(out)
+
+
+def view_kept(report: HunkReport) -> str:
+    return report.kept.describe() if report.kept is not None else ""
 
 
 class _Cached(Resolver):
@@ -238,7 +251,7 @@ def analyze(
             threshold=rule.min_confidence,
         )
         if report.resolution is not None:
-            view.candidates = candidates(view.conflict, report.resolution)
+            view.candidates = candidates(view.conflict, report.resolution, lang)
         answer = report.answer
         if answer is not None:
             lines = tuple(answer.lines)
@@ -246,9 +259,10 @@ def analyze(
             if match:
                 view.applied = match[0]
             else:
-                view.applied = Candidate("ours", lines, answer.confidence, answer.explanation)
+                why = answer.explanation
+                view.applied = Candidate("ours", lines, answer.confidence, why, view_kept(report))
                 view.candidates = (view.applied, *view.candidates)[:TOP_K]
-        view.kept = report.kept.describe() if report.kept is not None else ""
+        view.kept = view_kept(report)
         view.reason = report.outcome
         result.conflicts.append(view)
         offset += size

@@ -23,7 +23,8 @@ def choices(view: ConflictView) -> list[tuple[str, str]]:
 
 def suggestion_title(candidate: Candidate) -> str:
     """How a suggestion is named in actions and lenses."""
-    return f"Apply suggestion: {candidate.name} (confidence {candidate.confidence:.2f})"
+    kept = f", {candidate.kept}" if candidate.kept else ""
+    return f"Apply suggestion: {candidate.name}{kept} (confidence {candidate.confidence:.2f})"
 
 
 def text_edit(view: ConflictView, text: str) -> types.TextEdit:

@@ -34,6 +34,26 @@ class Pattern(StrEnum):
     EMPTY = "empty"
 
 
+#: Each pattern in words, for people (``--explain``, CI reports, the language server).
+PHRASES: dict[str, str] = {
+    "ours": "ours",
+    "theirs": "theirs",
+    "base": "base (both sides' edits undone)",
+    "ours_theirs": "ours, then theirs",
+    "theirs_ours": "theirs, then ours",
+    "ours_minus_base": "ours, without what base had",
+    "theirs_minus_base": "theirs, without what base had",
+    "ours_theirs_minus_base": "ours then theirs, each without what base had",
+    "theirs_ours_minus_base": "theirs then ours, each without what base had",
+    "empty": "nothing (the region deleted)",
+}
+
+
+def phrase(pattern: str) -> str:
+    """``pattern`` (a :class:`Pattern` value) in words; other text is returned as is."""
+    return PHRASES.get(pattern, pattern)
+
+
 def minus_base(side: Sequence[str], base: Sequence[str]) -> tuple[str, ...]:
     """The units of ``side`` that the diff base->side does *not* match to base, in order.
 

@@ -112,6 +112,13 @@ def edit_shape(conflict: Conflict, lang: str | None) -> EditShape | None:
     return EditShape(merged, kind, gap, line_gap, size(ours_edits), size(theirs_edits))
 
 
+_SHAPE_WORDS = {
+    "ours": "equal to ours (theirs made a subset of its edits)",
+    "theirs": "equal to theirs (ours made a subset of its edits)",
+    "combined": "combining both sides' edits",
+}
+
+
 class SafeTokenMerge(Resolver):
     """Token-level merge with a confidence per shape (module docstring)."""
 
@@ -137,7 +144,7 @@ class SafeTokenMerge(Resolver):
         chosen = Suggestion(
             tuple(split_lines(shape.merged)),
             self.confidence(shape),
-            f"token-level merge ({shape.kind}, gap {shape.gap})",
+            "a token-level merge, " + _SHAPE_WORDS[shape.kind],
         )
         return Resolution(chosen=chosen, suggestions=(chosen,))
 

@@ -335,6 +335,7 @@ class NeuralResolver(Resolver):
         from splice.models.serving.encoding import PATTERNS
         from splice.models.serving.pieces import Route
         from splice.resolver.chunks import Conflict, split_lines
+        from splice.resolver.patterns import phrase
         from splice.resolver.tokenmerge import merge_hunk, render
 
         token = [p for p in pieces if p.route == Route.TOKEN]
@@ -346,7 +347,7 @@ class NeuralResolver(Resolver):
             chunks = merge_hunk(hunk.conflict, hunk.lang)
             if not any(isinstance(c, Conflict) for c in chunks):
                 clean = tuple(split_lines(render(chunks, [])))
-                found[clean] = [1.0, 0.0, "token: clean merge", ""]
+                found[clean] = [1.0, 0.0, "a clean token-level merge", ""]
                 w = self.calibration.clean_weight
 
         if token:
@@ -357,14 +358,14 @@ class NeuralResolver(Resolver):
                 slot = found.setdefault(lines, [0.0, 0.0, "", ""])
                 slot[0] += score
                 if not slot[2]:
-                    slot[2] = "token: " + ", ".join(
-                        "|".join(options[i][j][2]) for i, j in enumerate(idx)
+                    slot[2] = "token by token: " + "; ".join(
+                        phrase(options[i][j][2][0]) for i, j in enumerate(idx)
                     )
         hunk_opts = _options(PATTERNS, probs[len(pieces) - 1], hunk_piece.lines)
         for units, p, names in hunk_opts:
             slot = found.setdefault(tuple(units), [0.0, 0.0, "", ""])
             slot[1] += p
-            slot[3] = "hunk: " + "|".join(names)
+            slot[3] = "as a whole: " + phrase(names[0])
         ranked = [
             Candidate(
                 lines,

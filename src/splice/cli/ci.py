@@ -33,7 +33,11 @@ MIN_GIT = (2, 38)
 CONTENT_TYPES = {"CONFLICT (contents)", "CONFLICT (add/add)"}
 REGULAR_MODES = {"100644", "100755"}
 
-RESOLVED, SUGGESTED, HUMAN = "resolved", "suggested", "needs-human"
+#: A conflict's state: resolved (an answer applied), suggested (markers kept, a suggestion
+#: offered), unresolved (markers kept, nothing to suggest). A file's state is the worst of its
+#: conflicts'; a report's is "clean", "resolved" or "conflicts-left".
+RESOLVED, SUGGESTED, UNRESOLVED = "resolved", "suggested", "unresolved"
+CONFLICTS_LEFT = "conflicts-left"
 
 
 class CIError(Exception):
@@ -54,6 +58,8 @@ class ConflictResult:
     pattern: str = ""
     confidence: float | None = None
     reason: str = ""
+    #: What the resolution (applied or suggested) keeps, in words ("both sides kept", ...).
+    kept: str = ""
 
 
 @dataclass
@@ -98,7 +104,7 @@ class CIReport:
     def status(self) -> str:
         if self.clean:
             return "clean"
-        return HUMAN if self.needs_human else RESOLVED
+        return CONFLICTS_LEFT if self.needs_human else RESOLVED
 
     @property
     def exit_code(self) -> int:
@@ -106,7 +112,7 @@ class CIReport:
 
     def counts(self) -> dict[str, int]:
         """Conflict hunks by status, and files git could not merge by content."""
-        out = {RESOLVED: 0, SUGGESTED: 0, HUMAN: 0, "other-files": 0}
+        out = {RESOLVED: 0, SUGGESTED: 0, UNRESOLVED: 0, "other-files": 0}
         for f in self.files:
             if f.kind != "content":
                 out["other-files"] += 1
@@ -220,7 +226,7 @@ def _classify(report: HunkReport) -> ConflictResult:
     conflict = report.hunk.conflict
     result = ConflictResult(
         line=report.ours_start + 1,
-        status=HUMAN,
+        status=UNRESOLVED,
         base=tuple(conflict.base),
         ours=tuple(conflict.ours),
         theirs=tuple(conflict.theirs),
@@ -234,13 +240,17 @@ def _classify(report: HunkReport) -> ConflictResult:
         )
         result.status = RESOLVED
         result.resolution = tuple(report.applied)
+        result.kept = report.kept.describe() if report.kept is not None else ""
         if used is not None:
             result.pattern, result.confidence = used.explanation, used.confidence
         return result
     if chosen is not None:
+        from splice.resolver.keeps import classify
+
         result.status = SUGGESTED
         result.resolution = tuple(chosen.lines)
         result.pattern, result.confidence = chosen.explanation, chosen.confidence
+        result.kept = classify(conflict, chosen.lines, report.hunk.lang).describe()
         result.reason = report.rejected or ""
     else:
         result.reason = "no resolver proposed a resolution"
@@ -260,7 +270,7 @@ def _content_result(
     elif any(c.status == SUGGESTED for c in conflicts):
         status = SUGGESTED
     else:
-        status = HUMAN
+        status = UNRESOLVED
     return FileResult(path, "content", status, conflicts=conflicts, merged=outcome.text)
 
 
@@ -321,12 +331,13 @@ def check(
         if content:
             data = [_blob(top, stages[n].oid) if n in stages else b"" for n in (1, 2, 3)]
             if any(b"\0" in d for d in data):
-                report.files.append(FileResult(path, "binary", HUMAN, texts or ["binary file"]))
+                why = texts or ["binary file"]
+                report.files.append(FileResult(path, "binary", UNRESOLVED, why))
                 continue
             try:
                 decoded = tuple(d.decode("utf-8") for d in data)
             except UnicodeDecodeError:
-                report.files.append(FileResult(path, "not UTF-8", HUMAN, texts))
+                report.files.append(FileResult(path, "not UTF-8", UNRESOLVED, texts))
                 continue
             opts = {
                 "style": style,
@@ -338,7 +349,7 @@ def check(
             result.messages = texts
             report.files.append(result)
             continue
-        report.files.append(FileResult(path, _other_kind(messages, stages), HUMAN, texts))
+        report.files.append(FileResult(path, _other_kind(messages, stages), UNRESOLVED, texts))
     return report
 
 

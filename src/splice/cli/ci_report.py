@@ -12,10 +12,21 @@ import json
 import re
 from typing import Any
 
-from splice.cli.ci import HUMAN, RESOLVED, SUGGESTED, CIReport, ConflictResult, FileResult
+from splice.cli.ci import (
+    RESOLVED,
+    SUGGESTED,
+    UNRESOLVED,
+    CIReport,
+    ConflictResult,
+    FileResult,
+)
 
-_LABEL = {RESOLVED: "resolved", SUGGESTED: "suggested only", HUMAN: "needs a human"}
-_ICON = {RESOLVED: "✅", SUGGESTED: "💡", HUMAN: "❌"}
+_LABEL = {
+    RESOLVED: "resolved",
+    SUGGESTED: "left, with a suggestion",
+    UNRESOLVED: "left, no suggestion",
+}
+_ICON = {RESOLVED: "✅", SUGGESTED: "💡", UNRESOLVED: "❌"}
 
 
 def _conf(c: ConflictResult) -> str:
@@ -23,22 +34,28 @@ def _conf(c: ConflictResult) -> str:
 
 
 def _how(c: ConflictResult) -> str:
-    """``pattern, confidence`` (or the reason a human is needed)."""
-    if c.status == HUMAN:
+    """What was (or would be) applied, what it keeps, its confidence; or why nothing was."""
+    if c.status == UNRESOLVED:
         return c.reason
-    out = f"{c.pattern or 'resolver'}, {_conf(c)}"
-    return f"{out}; {c.reason}" if c.status == SUGGESTED and c.reason else out
+    kept = f"; {c.kept}" if c.kept else ""
+    out = f"{c.pattern or 'resolver'}{kept}, confidence {_conf(c)}"
+    return f"{out}; not applied: {c.reason}" if c.status == SUGGESTED and c.reason else out
 
 
 def _summary(report: CIReport) -> str:
     if report.clean:
         return f"{report.head_ref} merges cleanly into {report.base_ref}"
     n = report.counts()
-    parts = [f"{n[RESOLVED]} resolved", f"{n[SUGGESTED]} suggested only"]
-    parts.append(f"{n[HUMAN]} need a human")
+    left = n[SUGGESTED] + n[UNRESOLVED]
+    total = n[RESOLVED] + left
+    parts = [f"{n[RESOLVED]} of {total} conflict{'s' * (total != 1)} resolved"]
+    if left:
+        parts.append(
+            f"{left} left for a human ({n[SUGGESTED]} with a suggestion, {n[UNRESOLVED]} without)"
+        )
     if n["other-files"]:
         parts.append(f"{n['other-files']} file(s) git could not merge by content")
-    verdict = "needs a human" if report.needs_human else "every conflict resolved"
+    verdict = "a human is needed" if report.needs_human else "every conflict resolved"
     return f"{verdict}: " + ", ".join(parts)
 
 
@@ -69,6 +86,7 @@ def _conflict_json(c: ConflictResult) -> dict[str, Any]:
         "pattern": c.pattern or None,
         "confidence": c.confidence,
         "reason": c.reason or None,
+        "kept": c.kept or None,
         "base": "".join(c.base),
         "ours": "".join(c.ours),
         "theirs": "".join(c.theirs),
@@ -93,6 +111,7 @@ def to_json(report: CIReport) -> str:
                 "status": f.status,
                 "messages": f.messages,
                 "conflicts": [_conflict_json(c) for c in f.conflicts],
+                "merged": f.merged,
             }
             for f in report.files
         ],
@@ -144,14 +163,17 @@ def to_markdown(report: CIReport) -> str:
     out.append(_summary(report) + ".")
     if report.clean:
         return "\n".join(out) + "\n"
-    out += ["", "| File | Line | Status | Pattern | Confidence |", "|---|---|---|---|---|"]
+    out += ["", "| File | Line | Status | Resolution | Keeps | Confidence |"]
+    out += ["|---|---|---|---|---|---|"]
     for f in report.files:
         if f.kind != "content":
-            out.append(f"| `{_cell(f.path)}` | | {_ICON[HUMAN]} {f.kind} (not merged by git) | | |")
+            kind = f"{_ICON[UNRESOLVED]} {f.kind} (not merged by git)"
+            out.append(f"| `{_cell(f.path)}` | | {kind} | | | |")
             continue
         for c in f.conflicts:
             status = f"{_ICON[c.status]} {_LABEL[c.status]}"
-            row = [f"`{_cell(f.path)}`", str(c.line), status, _cell(c.pattern), _conf(c)]
+            row = [f"`{_cell(f.path)}`", str(c.line), status, _cell(c.pattern), _cell(c.kept)]
+            row.append(_conf(c))
             out.append("| " + " | ".join(row) + " |")
     for f in report.files:
         if f.kind != "content":
@@ -173,7 +195,8 @@ body{font-family:system-ui,sans-serif;margin:1.5em;color:#1f2328;background:#fff
 h1{font-size:1.4em}h2{font-size:1.1em;margin-top:1.6em}
 table{border-collapse:collapse}td,th{border:1px solid #d0d7de;padding:4px 8px;vertical-align:top}
 th{background:#f6f8fa;text-align:left}
-.resolved{color:#1a7f37}.suggested{color:#9a6700}.needs-human{color:#cf222e}
+.resolved{color:#1a7f37}.suggested{color:#9a6700}.unresolved{color:#cf222e}
+.conflicts-left{color:#cf222e}
 .sbs{width:100%;table-layout:fixed}.sbs td{padding:0}
 pre{margin:0;padding:6px;font:12px/1.4 ui-monospace,monospace;white-space:pre-wrap;
 word-break:break-all}
@@ -215,17 +238,18 @@ def to_html(report: CIReport) -> str:
         for f in report.files:
             if f.kind != "content":
                 rows.append(
-                    f'<tr><td>{esc(f.path)}</td><td></td><td class="{HUMAN}">{esc(f.kind)}: '
-                    "not merged by git</td><td></td><td></td></tr>"
+                    f'<tr><td>{esc(f.path)}</td><td></td><td class="{UNRESOLVED}">{esc(f.kind)}: '
+                    "not merged by git</td><td></td><td></td><td></td></tr>"
                 )
                 continue
             for c in f.conflicts:
                 rows.append(
                     f'<tr><td><a href="#{esc(f.path)}:{c.line}">{esc(f.path)}</a></td>'
                     f'<td>{c.line}</td><td class="{c.status}">{_LABEL[c.status]}</td>'
-                    f"<td>{esc(c.pattern)}</td><td>{_conf(c)}</td></tr>"
+                    f"<td>{esc(c.pattern)}</td><td>{esc(c.kept)}</td><td>{_conf(c)}</td></tr>"
                 )
-        head = "<tr><th>File</th><th>Line</th><th>Status</th><th>Pattern</th><th>Confidence</th>"
+        head = "<tr><th>File</th><th>Line</th><th>Status</th><th>Resolution</th><th>Keeps</th>"
+        head += "<th>Confidence</th>"
         body.append(f'<table id="summary">{head}</tr>{"".join(rows)}</table>')
         for f in report.files:
             if f.kind != "content":
@@ -238,7 +262,7 @@ def to_html(report: CIReport) -> str:
                     f'<h2 id="{anchor}">{anchor}: <span class="{c.status}">'
                     f"{_LABEL[c.status]}</span></h2>"
                 )
-                if c.status != HUMAN:
+                if c.status != UNRESOLVED:
                     body.append(f"<p>{esc(_how(c))}</p>")
                 elif c.reason:
                     body.append(f"<p>{esc(c.reason)}</p>")

@@ -195,17 +195,20 @@ def decide(
     *,
     lang: str | None,
     min_confidence: float | None = None,
+    allow_discard: bool = False,
     rule: DecisionRule | None = None,
 ) -> None:
     """Ask ``resolver`` once about the file's hunks and record each :class:`Verdict`.
 
     ``base``, ``ours`` and ``theirs`` are the file's three versions (the syntax check's
     baseline); ``rule`` defaults to the resolver's own (:meth:`DecisionRule.for_resolver`, with
-    ``min_confidence`` when given).
+    ``min_confidence`` and ``allow_discard`` when given).
     """
     from splice.resolver.syntax import SyntaxCheck, error_count
 
-    rule = rule or DecisionRule.for_resolver(resolver, min_confidence=min_confidence)
+    rule = rule or DecisionRule.for_resolver(
+        resolver, min_confidence=min_confidence, allow_discard=allow_discard
+    )
     check = SyntaxCheck(base, ours, theirs, lang)
     with_ours = _substitute(chunks, [], "ours")
     ours_errors: list[int] = []
@@ -257,6 +260,7 @@ def resolve_hunks(
     lang: str | None,
     path: str | None = None,
     min_confidence: float | None = None,
+    allow_discard: bool = False,
     rule: DecisionRule | None = None,
 ) -> tuple[list[Chunk], list[HunkReport]]:
     """Find the diff3 hunks of a file and :func:`decide` each with ``resolver``."""
@@ -272,6 +276,7 @@ def resolve_hunks(
             theirs,
             lang=lang,
             min_confidence=min_confidence,
+            allow_discard=allow_discard,
             rule=rule,
         )
     return chunks, reports
@@ -289,6 +294,7 @@ def merge_file(
     marker_size: int = 7,
     labels: Labels | None = None,
     min_confidence: float | None = None,
+    allow_discard: bool = False,
     rule: DecisionRule | None = None,
 ) -> MergeOutcome:
     """Merge three versions of a file, resolving what ``resolver`` is sure about.
@@ -311,6 +317,7 @@ def merge_file(
         lang=lang,
         path=path,
         min_confidence=min_confidence,
+        allow_discard=allow_discard,
         rule=rule,
     )
     if any(r.answer is not None for r in reports):
@@ -401,6 +408,7 @@ def merge_marked(
     lang: str | None = None,
     stages: tuple[str, str, str] | None = None,
     min_confidence: float | None = None,
+    allow_discard: bool = False,
     rule: DecisionRule | None = None,
 ) -> MergeOutcome:
     """Resolve what ``resolver`` is sure about among the conflicts marked in ``text`` (module
@@ -427,6 +435,7 @@ def merge_marked(
             "".join(theirs),
             lang=lang,
             min_confidence=min_confidence,
+            allow_discard=allow_discard,
             rule=rule,
         )
     _decide_unknown_bases(reports)

@@ -64,34 +64,47 @@ def test_conflicts_are_reported_and_nothing_changes(conflicted: GitRepo) -> None
     assert files["gone.py"]["kind"] == "modify/delete"
     assert files["gone.py"]["conflicts"] == [] and files["gone.py"]["messages"]
     content = files["f.py"]
-    assert content["kind"] == "content" and content["status"] == "needs-human"
+    assert content["kind"] == "content" and content["status"] == "unresolved"
     (hunk,) = content["conflicts"]
     assert hunk["ours"] == "    return 10\n" and hunk["theirs"] == "    return 20\n"
-    assert data["status"] == "needs-human" and data["exit_code"] == 1
+    assert data["status"] == "conflicts-left" and data["exit_code"] == 1
+    assert data["counts"] == {"resolved": 0, "suggested": 0, "unresolved": 1, "other-files": 2}
     assert _state(conflicted) == before
 
 
-def test_everything_resolved_exits_0(git_repo: GitRepo) -> None:
+def test_an_answer_that_drops_a_side_is_only_suggested(git_repo: GitRepo) -> None:
     git_repo.conflict_branches({"f.py": (BASE, OURS, THEIRS)})
     result = ci(git_repo, "--base", "main", "--head", "theirs", "--resolver", "theirs")
+    assert result.exit_code == 1, result.output
+    assert "0 of 1 conflict resolved, 1 left for a human (1 with a suggestion" in result.output
+    assert "f.py:2: left, with a suggestion (take theirs; dropped ours" in result.output
+
+
+def test_everything_resolved_exits_0_and_says_what_it_kept(git_repo: GitRepo) -> None:
+    git_repo.conflict_branches({"f.py": (BASE, OURS, THEIRS)})
+    args = ["--base", "main", "--head", "theirs", "--resolver", "theirs", "--allow-discard"]
+    result = ci(git_repo, *args)
     assert result.exit_code == 0, result.output
-    assert "f.py:2: resolved (take theirs, 1.00)" in result.output
+    assert "f.py:2: resolved (take theirs; dropped ours" in result.output
+    git_repo.git("config", "splice.allowDiscard", "true")  # the config entry does the same
+    assert ci(git_repo, *args[:-1]).exit_code == 0
 
 
 def test_suggestion_below_threshold_needs_a_human(git_repo: GitRepo) -> None:
     git_repo.conflict_branches({"f.py": (BASE, OURS, THEIRS)})
-    args = ["--base", "main", "--head", "theirs", "--resolver", "theirs"]
+    args = ["--base", "main", "--head", "theirs", "--resolver", "theirs", "--allow-discard"]
     result = ci(git_repo, *args, "--min-confidence", "1", "--format", "json")
     assert result.exit_code == 0  # "theirs" is sure of itself: confidence 1.0
     data = json.loads(ci(git_repo, *args, "--format", "json").output)
-    assert data["files"][0]["conflicts"][0]["pattern"] == "take theirs"
+    conflict = data["files"][0]["conflicts"][0]
+    assert conflict["pattern"] == "take theirs" and conflict["kept"].startswith("dropped ours")
 
 
 def test_markdown_has_a_table_and_diff_blocks(conflicted: GitRepo) -> None:
     result = ci(conflicted, "--base", "main", "--head", "theirs", "--format", "markdown")
     assert result.exit_code == 1
     md = result.output
-    assert "| File | Line | Status | Pattern | Confidence |" in md
+    assert "| File | Line | Status | Resolution | Keeps | Confidence |" in md
     assert "```diff" in md and "-    return 0" in md and "+    return 20" in md
     assert "binary" in md and "modify/delete" in md
 
@@ -137,7 +150,8 @@ def test_apply_writes_a_new_branch_only(git_repo: GitRepo) -> None:
     git_repo.write("other.py", "keep\n")
     git_repo.conflict_branches({"f.py": (BASE, OURS, THEIRS)})
     before = _state(git_repo)
-    args = ["--base", "main", "--head", "theirs", "--resolver", "theirs", "--apply", "merged"]
+    args = ["--base", "main", "--head", "theirs", "--resolver", "theirs", "--allow-discard"]
+    args += ["--apply", "merged"]
     result = ci(git_repo, *args)
     assert result.exit_code == 0, result.output
     assert _state(git_repo) == before

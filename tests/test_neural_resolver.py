@@ -18,7 +18,7 @@ import pytest
 from conftest import GitRepo
 from splice.resolver.chunks import Conflict, split_lines
 from splice.resolver.pipeline import decide, find_hunks
-from splice.resolver.resolvers import Hunk, Resolution, Suggestion
+from splice.resolver.resolvers import Hunk, Resolution, Resolver, Suggestion
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "merges"
@@ -156,9 +156,9 @@ def test_resolver_does_not_import_torch(model_dir: Path) -> None:
         "from splice.data.dataset import iter_records\n"
         "from splice.resolver.chunks import split_lines\n"
         "from splice.resolver.pipeline import merge_file\n"
-        "from splice.resolver.resolvers import get_resolver\n"
+        "from splice.models.serving import load_resolver\n"
         f"rec = next(iter_records({str(DATA)!r}, split='val', limit=1))\n"
-        "out = merge_file(rec['base'], rec['ours'], rec['theirs'], get_resolver('model'),\n"
+        "out = merge_file(rec['base'], rec['ours'], rec['theirs'], load_resolver('model'),\n"
         "                 path=rec.get('path'), min_confidence=0.0)\n"
         "assert out.hunks and out.hunks[0].resolution.chosen is not None\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
@@ -271,7 +271,7 @@ def test_driver_uses_a_working_model(
 # ----------------------------------------------------------------------------- the pipeline
 
 
-class _Scripted:
+class _Scripted(Resolver):
     """A resolver with fixed suggestions, counting how it is called."""
 
     name = "scripted"
@@ -292,7 +292,8 @@ class _Scripted:
 def _decide(resolver, base: str, ours: str, theirs: str, **kw):
     b, o, t = split_lines(base), split_lines(ours), split_lines(theirs)
     chunks, reports = find_hunks(b, o, t, "python")
-    decide(chunks, reports, resolver, base, ours, theirs, lang="python", **kw)
+    # the answers drop ours' edit: judged like the rest, to exercise the gates
+    decide(chunks, reports, resolver, base, ours, theirs, lang="python", allow_discard=True, **kw)
     return reports
 
 

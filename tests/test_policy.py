@@ -6,7 +6,14 @@ import pytest
 from splice.resolver.chunks import Conflict, split_lines
 from splice.resolver.pipeline import DEFAULT_MIN_CONFIDENCE, merge_file
 from splice.resolver.policy import SafeTokenMerge, edit_shape
-from splice.resolver.resolvers import Hunk, Resolution, Suggestion, get_resolver, resolver_names
+from splice.resolver.resolvers import (
+    Hunk,
+    Resolution,
+    Resolver,
+    Suggestion,
+    get_resolver,
+    resolver_names,
+)
 
 
 def _conflict(base: str, ours: str, theirs: str) -> Conflict:
@@ -51,8 +58,9 @@ def test_registry_names_and_unknown_resolver() -> None:
         get_resolver("nope")
 
 
-class _Fixed:
-    """A resolver that always answers with given text (to exercise the pipeline's gates)."""
+class _Fixed(Resolver):
+    """A resolver that always answers with given text (to exercise the pipeline's gates; its
+    answers drop both sides' edits, so they are judged like the rest: ``allow_discard``)."""
 
     name = "fixed"
 
@@ -69,22 +77,34 @@ THEIRS = "def f():\n    return 3\n"
 
 
 def test_pipeline_rejects_an_answer_that_adds_a_parse_error() -> None:
-    outcome = merge_file(BASE, OURS, THEIRS, _Fixed("    return (\n"), path="f.py")
+    outcome = merge_file(
+        BASE, OURS, THEIRS, _Fixed("    return (\n"), path="f.py", allow_discard=True
+    )
     assert not outcome.clean and "<<<<<<<" in outcome.text
     assert outcome.hunks[0].rejected == "adds a parse error"
 
 
 def test_pipeline_applies_a_valid_answer_and_honours_the_threshold() -> None:
-    good = merge_file(BASE, OURS, THEIRS, _Fixed("    return 4\n", 0.9), path="f.py")
+    good = merge_file(
+        BASE, OURS, THEIRS, _Fixed("    return 4\n", 0.9), path="f.py", allow_discard=True
+    )
     assert good.clean and good.text == "def f():\n    return 4\n"
-    low = merge_file(BASE, OURS, THEIRS, _Fixed("    return 4\n", 0.5), path="f.py")
+    low = merge_file(
+        BASE, OURS, THEIRS, _Fixed("    return 4\n", 0.5), path="f.py", allow_discard=True
+    )
     assert not low.clean and "below" in (low.hunks[0].rejected or "")
     forced = merge_file(
-        BASE, OURS, THEIRS, _Fixed("    return 4\n", 0.5), path="f.py", min_confidence=0.0
+        BASE,
+        OURS,
+        THEIRS,
+        _Fixed("    return 4\n", 0.5),
+        path="f.py",
+        min_confidence=0.0,
+        allow_discard=True,
     )
     assert forced.clean
 
 
 def test_no_grammar_means_no_syntax_check() -> None:
-    outcome = merge_file("a\n", "b\n", "c\n", _Fixed("((\n"), path="notes.txt")
+    outcome = merge_file("a\n", "b\n", "c\n", _Fixed("((\n"), path="notes.txt", allow_discard=True)
     assert outcome.clean and outcome.text == "((\n"

@@ -14,6 +14,9 @@ import splice.models.serving.neural  # noqa: F401  (registers "model")
 from splice.models.serving.neural import ModelUnavailable, notice
 from splice.resolver.resolvers import Resolver, get_resolver
 
+#: The resolver every front end uses unless told otherwise: the neural ``model`` with the
+#: token-merge policy when a model is installed, else ``token-merge`` alone.
+DEFAULT_RESOLVER = "auto"
 #: What is used when the model was asked for but cannot be loaded.
 FALLBACK_RESOLVER = "token-merge"
 

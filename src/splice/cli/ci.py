@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-from splice.config import DEFAULT_RESOLVER
+from splice.data import git
+from splice.models.serving import DEFAULT_RESOLVER
 
 if TYPE_CHECKING:
     from splice.resolver.pipeline import HunkReport, MergeOutcome
@@ -125,12 +126,11 @@ class CIReport:
 
 
 def _git(cwd: str, *args: str, stdin: bytes | None = None, env: dict[str, str] | None = None):
-    try:
-        return subprocess.run(
-            ["git", *args], cwd=cwd, input=stdin, capture_output=True, check=False, env=env
-        )
-    except OSError as exc:
-        raise CIError(f"cannot run git ({exc.strerror})") from exc
+    """``git ARGS`` through the one runner (:func:`splice.data.git.run`)."""
+    proc = git.run(args, cwd=cwd, stdin=stdin, env=env)
+    if proc.returncode == 127 and not proc.stdout:
+        raise CIError(f"cannot run git ({proc.stderr.decode(errors='replace').strip()})")
+    return proc
 
 
 def _out(proc: subprocess.CompletedProcess[bytes], what: str) -> str:
@@ -294,9 +294,10 @@ def check(
     cwd: str = ".",
     resolver_name: str = DEFAULT_RESOLVER,
     min_confidence: float | None = None,
+    allow_discard: bool = False,
 ) -> CIReport:
     """Test-merge ``head`` into ``base`` and resolve what can be resolved (writes nothing)."""
-    from splice.config import conflict_style, load_resolver, marker_size_for
+    from splice.models.serving import load_resolver
     from splice.resolver.pipeline import DecisionRule, Labels
 
     top = check_git(cwd)
@@ -306,6 +307,10 @@ def check(
         resolver = load_resolver(resolver_name)
     except KeyError as exc:
         raise CIError(str(exc.args[0])) from exc
+    allow_discard = allow_discard or git.config_bool("splice.allowDiscard", cwd=top)
+    rule = DecisionRule.for_resolver(
+        resolver, min_confidence=min_confidence, allow_discard=allow_discard
+    )
     report = CIReport(
         base_ref=base,
         head_ref=head,
@@ -313,9 +318,9 @@ def check(
         head_commit=head_commit,
         tree=merged.tree,
         resolver=resolver_name,
-        threshold=DecisionRule.for_resolver(resolver, min_confidence=min_confidence).min_confidence,
+        threshold=rule.min_confidence,
     )
-    style = conflict_style(cwd=top)
+    style = git.conflict_style(cwd=top)
     for path in sorted(merged.stages):
         stages = merged.stages[path]
         messages = merged.messages.get(path, [])
@@ -341,9 +346,9 @@ def check(
                 continue
             opts = {
                 "style": style,
-                "marker_size": marker_size_for(path, cwd=top),
+                "marker_size": git.marker_size_for(path, cwd=top),
                 "labels": Labels(ours=base, base="merge base", theirs=head),
-                "min_confidence": min_confidence,
+                "rule": rule,
             }
             result = _content_result(path, decoded, resolver, opts)  # type: ignore[arg-type]
             result.messages = texts
@@ -427,6 +432,11 @@ def apply(report: CIReport, branch: str, *, cwd: str = ".", allow_markers: bool 
 @click.option("--allow-markers", is_flag=True, help="With --apply: commit unresolved markers too.")
 @click.option("--resolver", default=DEFAULT_RESOLVER, show_default=True)
 @click.option("--min-confidence", type=click.FloatRange(0, 1), help="Apply only this sure.")
+@click.option(
+    "--allow-discard",
+    is_flag=True,
+    help="Also apply answers that drop a side's edits (git config splice.allowDiscard).",
+)
 @click.option("-C", "repo", default=".", type=click.Path(file_okay=False), help="Repository.")
 def ci_command(
     base: str,
@@ -437,6 +447,7 @@ def ci_command(
     allow_markers: bool,
     resolver: str,
     min_confidence: float | None,
+    allow_discard: bool,
     repo: str,
 ) -> None:
     """Test-merge HEAD into BASE without touching the work tree; report what Splice resolves.
@@ -446,7 +457,14 @@ def ci_command(
     from splice.cli.ci_report import render
 
     try:
-        report = check(base, head, cwd=repo, resolver_name=resolver, min_confidence=min_confidence)
+        report = check(
+            base,
+            head,
+            cwd=repo,
+            resolver_name=resolver,
+            min_confidence=min_confidence,
+            allow_discard=allow_discard,
+        )
         if apply_branch:
             try:
                 apply(report, apply_branch, cwd=repo, allow_markers=allow_markers)

@@ -135,9 +135,7 @@ def evaluate_record(record: dict[str, Any], resolver_names: Sequence[str]) -> li
                         if normalize("".join(s.lines)) == key:
                             row.ranks[name] = k
                             break
-            report.applied = None
-            report.rejected = None
-            report.resolution = None
+            report.answer = report.kept = report.rejected = report.resolution = None
     return rows
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,13 @@ pytest.importorskip("transformers", reason="the classifier needs transformers (`
 
 from splice.models.training.configuration import SpliceConfig  # noqa: E402
 from splice.models.training.modeling import SpliceMergeModel, any_correct_loss  # noqa: E402
-from splice.models.training.train import CHECKPOINT, STATE_FILE, load_arrays, train  # noqa: E402
+from splice.models.training.train import (  # noqa: E402
+    CHECKPOINT,
+    STATE_FILE,
+    TrainOptions,
+    load_arrays,
+    train,
+)
 
 L = 16
 TINY = {"vocab_size": 64, "hidden_size": 32, "num_layers": 1, "num_heads": 4, "max_position": L}
@@ -105,21 +112,16 @@ def test_onnx_matches_pytorch(tmp_path: Path) -> None:
 
 
 def test_training_learns_a_simple_rule(tmp_path: Path) -> None:
-    result = train(
-        synthetic(768, seed=1),
-        synthetic(128, seed=2),
-        tmp_path,
-        epochs=8,
-        batch_size=32,
-        lr=3e-3,
-        config=SpliceConfig(**TINY, dropout=0.0),
-        num_threads=1,
-        progress=False,
+    architecture = SpliceConfig(**TINY, dropout=0.0)
+    options = TrainOptions(
+        epochs=8, lr=3e-3, architecture=architecture, num_threads=1, progress=False
     )
+    result = train(synthetic(768, seed=1), synthetic(128, seed=2), tmp_path, options)
     assert result.step == result.total_steps == 8 * 24
     assert result.best_accuracy >= 0.9, result.history  # chance is about 0.25
     best = SpliceMergeModel.from_pretrained(tmp_path)
     assert best.config.class_weights is not None and len(best.config.class_weights) == 10
+    assert architecture.class_weights is None  # the caller's architecture is left as it was
     records = [json.loads(line) for line in (tmp_path / "history.jsonl").read_text().splitlines()]
     assert max(r["accuracy"] for r in records) == result.best_accuracy
 
@@ -129,15 +131,10 @@ def test_fine_tuning_starts_from_a_float16_model(tmp_path: Path) -> None:
     and starts from its weights."""
     start = SpliceMergeModel(SpliceConfig(**TINY))
     start.half().save_pretrained(tmp_path / "fp16")
-    kw = {"epochs": 1, "batch_size": 32, "num_threads": 1, "progress": False, "lr": 1e-9}
-    result = train(
-        synthetic(64, seed=5),
-        synthetic(32, seed=6),
-        tmp_path / "ft",
-        init_from=tmp_path / "fp16",
-        bf16=True,
-        **kw,
+    options = TrainOptions(
+        epochs=1, num_threads=1, progress=False, lr=1e-9, init_from=tmp_path / "fp16", bf16=True
     )
+    result = train(synthetic(64, seed=5), synthetic(32, seed=6), tmp_path / "ft", options)
     assert result.step == 2
     tuned = SpliceMergeModel.from_pretrained(tmp_path / "ft")
     assert next(tuned.parameters()).dtype == torch.float32
@@ -147,20 +144,24 @@ def test_fine_tuning_starts_from_a_float16_model(tmp_path: Path) -> None:
 
 def test_time_budget_then_resume_continues(tmp_path: Path) -> None:
     data, val = synthetic(96, seed=3), synthetic(32, seed=4)
-    kw = {"epochs": 2, "batch_size": 32, "num_threads": 1, "progress": False}
-    kw["max_val_examples"] = 16
-    kw["config"] = SpliceConfig(**TINY)
-    stopped = train(data, val, tmp_path / "a", max_minutes=0, **kw)
+    options = TrainOptions(
+        epochs=2,
+        num_threads=1,
+        progress=False,
+        max_val_examples=16,
+        architecture=SpliceConfig(**TINY),
+    )
+    stopped = train(data, val, tmp_path / "a", replace(options, max_minutes=0))
     assert stopped.stopped_by_time and stopped.step == 1
     state = torch.load(tmp_path / "a" / CHECKPOINT / STATE_FILE, weights_only=True)
     assert state["step"] == 1
     assert (tmp_path / "a" / "model.safetensors").exists()  # best model saved on the way out
-    resumed = train(data, val, tmp_path / "a", resume=True, **kw)
+    resumed = train(data, val, tmp_path / "a", replace(options, resume=True))
     assert not resumed.stopped_by_time
     assert resumed.step == resumed.total_steps == 6
     assert [r["step"] for r in resumed.history] == [1, 3, 6]
     # an uninterrupted run ends with the very same weights
-    straight = train(data, val, tmp_path / "b", **kw)
+    straight = train(data, val, tmp_path / "b", options)
     a = SpliceMergeModel.from_pretrained(tmp_path / "a" / CHECKPOINT).state_dict()
     b = SpliceMergeModel.from_pretrained(tmp_path / "b" / CHECKPOINT).state_dict()
     assert straight.step == 6
@@ -169,10 +170,15 @@ def test_time_budget_then_resume_continues(tmp_path: Path) -> None:
 
 def test_weight_average_is_kept_and_resumes_exactly(tmp_path: Path) -> None:
     data, val = synthetic(768, seed=1), synthetic(128, seed=2)
-    kw = {"epochs": 8, "batch_size": 32, "lr": 3e-3, "num_threads": 1, "progress": False}
-    kw["config"] = SpliceConfig(**TINY, dropout=0.0)
-    kw["ema_decay"] = 0.9
-    result = train(data, val, tmp_path / "ema", **kw)
+    options = TrainOptions(
+        epochs=8,
+        lr=3e-3,
+        num_threads=1,
+        progress=False,
+        architecture=SpliceConfig(**TINY, dropout=0.0),
+        ema_decay=0.9,
+    )
+    result = train(data, val, tmp_path / "ema", options)
     assert result.best_accuracy >= 0.9, result.history  # chance is about 0.25
     # the checkpoint holds the raw weights and, beside them, the average that was validated
     state = torch.load(tmp_path / "ema" / CHECKPOINT / STATE_FILE, weights_only=True)
@@ -182,13 +188,44 @@ def test_weight_average_is_kept_and_resumes_exactly(tmp_path: Path) -> None:
         kept = SpliceMergeModel.from_pretrained(tmp_path / "ema").state_dict()
         assert all(torch.allclose(kept[k], state["ema"][k]) for k in kept)
     # stopped after one step and resumed, the average ends where a straight run's does
-    stopped = train(data, val, tmp_path / "a", max_minutes=0, **kw)
+    stopped = train(data, val, tmp_path / "a", replace(options, max_minutes=0))
     assert stopped.stopped_by_time
-    train(data, val, tmp_path / "a", resume=True, **kw)
+    train(data, val, tmp_path / "a", replace(options, resume=True))
     again = torch.load(tmp_path / "a" / CHECKPOINT / STATE_FILE, weights_only=True)
     assert all(torch.allclose(again["ema"][k], state["ema"][k], atol=1e-6) for k in raw)
     with pytest.raises(ValueError, match="decay"):
-        train(data, val, tmp_path / "bad", **{**kw, "ema_decay": 1.5})
+        replace(options, ema_decay=1.5)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("ema_decay", 1.5, "decay"),
+        ("ema_decay", 0.0, "decay"),
+        ("mirror_rate", -0.1, "mirror_rate"),
+        ("epochs", 0, "epochs"),
+        ("batch_size", 0, "batch_size"),
+        ("checkpoint_every", 0, "checkpoint_every"),
+    ],
+)
+def test_train_options_reject_bad_values(field: str, value: float, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        replace(TrainOptions(), **{field: value})
+
+
+def test_cli_train_rejects_bad_options_in_one_line(tmp_path: Path) -> None:
+    """A bad value fails before any example set is built or folder made, without a traceback."""
+    from click.testing import CliRunner
+
+    from splice.cli import main
+
+    out = tmp_path / "out"
+    args = ["train", "--data", str(tmp_path / "missing"), "--out", str(out), "--ema", "1.5"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert result.output.strip().splitlines() == ["Error: EMA decay must be in (0, 1), got 1.5"]
+    assert not out.exists()
 
 
 def test_hugging_face_body(tmp_path: Path) -> None:
@@ -216,16 +253,9 @@ def test_hugging_face_body(tmp_path: Path) -> None:
         before, after = model(*inputs).logits, loaded(*inputs).logits
     assert torch.isfinite(before).all()
     assert torch.allclose(before, after, atol=1e-6)
-    result = train(
-        synthetic(64, seed=5),
-        synthetic(32, seed=6),
-        tmp_path / "run",
-        epochs=1,
-        batch_size=32,
-        config=SpliceConfig(body=str(tmp_path / "bert"), max_position=L),
-        num_threads=1,
-        progress=False,
-    )
+    architecture = SpliceConfig(body=str(tmp_path / "bert"), max_position=L)
+    options = TrainOptions(epochs=1, architecture=architecture, num_threads=1, progress=False)
+    result = train(synthetic(64, seed=5), synthetic(32, seed=6), tmp_path / "run", options)
     assert result.step == 2 and (tmp_path / "run" / "model.safetensors").exists()
 
 

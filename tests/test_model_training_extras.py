@@ -56,15 +56,11 @@ def test_pretraining_lowers_the_loss_and_feeds_fine_tuning(tmp_path: Path) -> No
     pytest.importorskip("torch", reason="pretraining needs torch")
     from splice.models.training.configuration import SpliceConfig
     from splice.models.training.modeling import SpliceMergeModel
-    from splice.models.training.pretrain import pretrain
+    from splice.models.training.pretrain import PretrainOptions, pretrain
 
     # a corpus with a rule to learn: a repeated cycle of 50 subword ids
     corpus = np.tile(np.arange(100, 150, dtype=np.uint16), 400)
-    config = SpliceConfig(hidden_size=32, num_layers=1, num_heads=2, max_position=32)
-    summary = pretrain(
-        corpus,
-        tmp_path / "pre",
-        config,
+    options = PretrainOptions(
         seq_len=32,
         batch_size=16,
         steps=150,
@@ -72,7 +68,9 @@ def test_pretraining_lowers_the_loss_and_feeds_fine_tuning(tmp_path: Path) -> No
         warmup=10,
         device="cpu",
         log_every=10,
+        architecture=SpliceConfig(hidden_size=32, num_layers=1, num_heads=2, max_position=32),
     )
+    summary = pretrain(corpus, tmp_path / "pre", options)
     log = [
         json.loads(x) for x in (tmp_path / "pre" / "pretrain_log.jsonl").read_text().splitlines()
     ]

@@ -6,13 +6,14 @@ dropped), so nothing from the validation repositories leaks in.
 
 - :func:`build_corpus` tokenizes that code into one ``uint16`` array of subword ids, files
   separated by ``</s>``.
-- :func:`pretrain` trains the built-in :class:`~splice.models.training.modeling.TransformerBody` of a
-  :class:`~splice.models.training.modeling.SpliceMergeModel` to predict 15% masked subwords (of those, 80%
-  replaced by the mask id, 10% by a random id, 10% kept). The byte-level tokenizer never emits
-  ``<unk>``, so ``<unk>`` serves as the mask token. Every input token carries the ``equal`` edit
-  type, as context tokens do in the classifier's input. The prediction head is tied to the token
-  embeddings and dropped afterwards: the saved directory is a ``SpliceMergeModel`` (classifier
-  head untrained) that ``splice train --init DIR`` fine-tunes.
+- :func:`pretrain` trains the built-in
+  :class:`~splice.models.training.modeling.TransformerBody` of a
+  :class:`~splice.models.training.modeling.SpliceMergeModel` to predict 15% masked subwords (of
+  those, 80% replaced by the mask id, 10% by a random id, 10% kept). The byte-level tokenizer
+  never emits ``<unk>``, so ``<unk>`` serves as the mask token. Every input token carries the
+  ``equal`` edit type, as context tokens do in the classifier's input. The prediction head is tied
+  to the token embeddings and dropped afterwards: the saved directory is a ``SpliceMergeModel``
+  (classifier head untrained) that ``splice train --init DIR`` fine-tunes.
 
     python -m splice.models.training.pretrain corpus --out runs/corpus.npy
     python -m splice.models.training.pretrain train --corpus runs/corpus.npy --out runs/pretrained
@@ -25,9 +26,14 @@ import hashlib
 import json
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from splice.models.training.configuration import SpliceConfig
 
 #: Share of subwords chosen for prediction, and how they are corrupted (mask, random, kept).
 MASK_RATE = 0.15
@@ -90,20 +96,34 @@ def mask_tokens(
     return inputs, targets
 
 
+@dataclass(frozen=True)
+class PretrainOptions:
+    """How :func:`pretrain` trains; vary it with ``dataclasses.replace``."""
+
+    #: Subwords per training window (the network's ``max_position`` must be at least this).
+    seq_len: int = 192
+    #: Windows per optimiser step.
+    batch_size: int = 256
+    #: Optimiser steps; the learning-rate schedule spans them.
+    steps: int = 10_000
+    #: Peak AdamW learning rate (linear warmup, then cosine decay to 5% of it).
+    lr: float = 1e-3
+    #: Steps of linear learning-rate warmup.
+    warmup: int = 500
+    #: Time budget: stop when spent, the cosine then following elapsed time; None: no budget.
+    max_minutes: float | None = None
+    #: ``cpu``, ``cuda`` or ``auto`` (CUDA when available).
+    device: str = "auto"
+    #: Seeds the initial weights, the windows drawn and the masking.
+    seed: int = 0
+    #: Log the smoothed loss every this many steps (``pretrain_log.jsonl`` and stdout).
+    log_every: int = 200
+    #: Shape of the network (built-in body only); default: ``SpliceConfig(max_position=seq_len)``.
+    architecture: SpliceConfig | None = None
+
+
 def pretrain(
-    corpus: np.ndarray,
-    out_dir: str | Path,
-    config=None,
-    *,
-    seq_len: int = 192,
-    batch_size: int = 256,
-    steps: int = 10_000,
-    lr: float = 1e-3,
-    warmup: int = 500,
-    minutes: float | None = None,
-    device: str = "auto",
-    seed: int = 0,
-    log_every: int = 200,
+    corpus: np.ndarray, out_dir: str | Path, options: PretrainOptions | None = None
 ) -> dict[str, float]:
     """Train the body of a fresh ``SpliceMergeModel`` by masked LM; save it to ``out_dir``."""
     import torch
@@ -114,10 +134,12 @@ def pretrain(
     from splice.models.training.modeling import SpliceMergeModel
     from splice.models.training.train import resolve_device, warmup_cosine
 
-    dev = resolve_device(device)
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    config = config or SpliceConfig(max_position=seq_len)
+    opts = options if options is not None else PretrainOptions()
+    seq_len, batch_size, steps, lr = opts.seq_len, opts.batch_size, opts.steps, opts.lr
+    dev = resolve_device(opts.device)
+    torch.manual_seed(opts.seed)
+    rng = np.random.default_rng(opts.seed)
+    config = opts.architecture or SpliceConfig(max_position=seq_len)
     if config.body is not None or config.max_position < seq_len:
         raise ValueError("pretraining needs the built-in body with max_position >= seq_len")
     model = SpliceMergeModel(config).to(dev)
@@ -130,7 +152,7 @@ def pretrain(
     out_bias = torch.nn.Parameter(torch.zeros(config.vocab_size, device=dev))
     params = [*body.parameters(), *head.parameters(), model.edit_embeddings.weight, out_bias]
     opt = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.98), weight_decay=0.01)
-    schedule = warmup_cosine(warmup, steps, floor=0.05)
+    schedule = warmup_cosine(opts.warmup, steps, floor=0.05)
     mask_id = SPECIAL_TOKENS.index(UNK)
     n_windows = len(corpus) // seq_len
     if n_windows < batch_size:
@@ -159,8 +181,8 @@ def pretrain(
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         # the cosine follows steps or, under a time budget, elapsed time, whichever is further
         done = step
-        if minutes is not None:
-            done = max(done, int(steps * (time.monotonic() - start) / (60 * minutes)))
+        if opts.max_minutes is not None:
+            done = max(done, int(steps * (time.monotonic() - start) / (60 * opts.max_minutes)))
         for group in opt.param_groups:
             group["lr"] = lr * schedule(done)
         opt.step()
@@ -168,12 +190,12 @@ def pretrain(
         value = loss.item() if step % 20 == 0 or step == 1 else None
         if value is not None:
             loss_ema = value if loss_ema is None else 0.9 * loss_ema + 0.1 * value
-        if step % log_every == 0:
+        if step % opts.log_every == 0:
             rec = {"step": step, "loss": loss_ema, "tokens": seen, "s": time.monotonic() - start}
             log.write(json.dumps(rec) + "\n")
             log.flush()
             print(json.dumps(rec), flush=True)
-        if minutes is not None and time.monotonic() - start >= 60 * minutes:
+        if opts.max_minutes is not None and time.monotonic() - start >= 60 * opts.max_minutes:
             break
     log.close()
     model.to("cpu").save_pretrained(out_dir)
@@ -227,18 +249,17 @@ def main(argv: list[str] | None = None) -> None:
         max_position=args.seq_len,
     )
     corpus = np.load(args.corpus)
-    summary = pretrain(
-        corpus,
-        args.out,
-        config,
+    options = PretrainOptions(
         seq_len=args.seq_len,
         batch_size=args.batch_size,
         steps=args.steps,
         lr=args.lr,
-        minutes=args.minutes,
+        max_minutes=args.minutes,
         device=args.device,
         seed=args.seed,
+        architecture=config,
     )
+    summary = pretrain(corpus, args.out, options)
     print(json.dumps(summary))
 
 

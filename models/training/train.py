@@ -241,51 +241,85 @@ def load_checkpoint(out_dir: Path) -> tuple[SpliceMergeModel, dict[str, Any]] | 
 # ----------------------------------------------------------------------------- the loop
 
 
+@dataclass(frozen=True)
+class TrainOptions:
+    """How :func:`train` trains: schedule, optimiser, budget, validation, hardware, start point.
+
+    Vary it with ``dataclasses.replace(options, lr=1e-4)``. The network's shape is ``architecture``.
+    """
+
+    #: Passes over the training set; the learning-rate schedule always spans all of them.
+    epochs: int = 3
+    #: Training examples per optimiser step.
+    batch_size: int = 32
+    #: Peak AdamW learning rate (linear warmup, then cosine decay to a tenth of it).
+    lr: float = 5e-4
+    #: Seeds the initial weights, the epoch orders, mirroring and the validation subset.
+    seed: int = 0
+    #: Time budget: stop after the step that crosses it (validation, best model and checkpoint
+    #: still written); None: no budget.
+    max_minutes: float | None = None
+    #: Continue from ``out_dir/checkpoint`` when there is one: model, optimizer, scheduler, step
+    #: and RNG state come from it.
+    resume: bool = False
+    #: Weight the loss by inverse square-root label frequency (:func:`class_weights_for`).
+    class_weights: bool = True
+    #: Shape of a fresh network (default: ``SpliceConfig`` sized to the data's length); ignored
+    #: when resuming from a checkpoint or starting from ``init_from``.
+    architecture: SpliceConfig | None = None
+    #: AdamW weight decay of the weight matrices (biases, norms and sequence weights: none).
+    weight_decay: float = 0.01
+    #: Share of all steps spent warming the learning rate up linearly.
+    warmup_ratio: float = 0.05
+    #: Largest gradient norm; larger gradients are scaled down to it.
+    grad_clip: float = 1.0
+    #: Validate and checkpoint every this many steps (and at each epoch end).
+    checkpoint_every: int = 500
+    #: Examples per validation batch.
+    eval_batch_size: int = 128
+    #: Validate on a fixed random subset of this size (a full pass over 15k examples takes
+    #: minutes on 2 cores); None: the whole validation set.
+    max_val_examples: int | None = None
+    #: CPU threads torch may use.
+    num_threads: int = 2
+    #: Run training steps under bfloat16 autocast (about 30% faster on an AVX512-BF16 CPU);
+    #: validation stays in float32.
+    bf16: bool = False
+    #: Show a rich progress bar.
+    progress: bool = True
+    #: ``cpu``, ``cuda`` or ``auto`` (CUDA when available).
+    device: str = "cpu"
+    #: Start from this saved ``SpliceMergeModel`` (e.g. the masked-LM pretrained body of
+    #: :mod:`splice.models.training.pretrain`) instead of a random one.
+    init_from: str | Path | None = None
+    #: Share of training examples replaced by their mirror image (:func:`mirror`), so the model
+    #: learns rules about edits rather than a fixed preference for one side.
+    mirror_rate: float = 0.0
+    #: Validate, keep and checkpoint an exponential moving average of the weights with this decay
+    #: (:class:`WeightAverage`), which swings far less between checkpoints; None: the raw weights.
+    ema_decay: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "checkpoint_every", "eval_batch_size", "num_threads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not 0.0 <= self.mirror_rate <= 1.0:
+            raise ValueError(f"mirror_rate must be in [0, 1], got {self.mirror_rate}")
+        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
+            raise ValueError(f"EMA decay must be in (0, 1), got {self.ema_decay}")
+
+
 def train(
     examples_train: str | Path | Mapping[str, Any] | Any,
     examples_val: str | Path | Mapping[str, Any] | Any,
     out_dir: str | Path,
-    *,
-    epochs: int = 3,
-    batch_size: int = 32,
-    lr: float = 5e-4,
-    seed: int = 0,
-    max_minutes: float | None = None,
-    resume: bool = False,
-    class_weights: bool = True,
-    config: SpliceConfig | None = None,
-    weight_decay: float = 0.01,
-    warmup_ratio: float = 0.05,
-    grad_clip: float = 1.0,
-    checkpoint_every: int = 500,
-    eval_batch_size: int = 128,
-    max_val_examples: int | None = None,
-    num_threads: int = 2,
-    bf16: bool = False,
-    progress: bool = True,
-    device: str = "cpu",
-    init_from: str | Path | None = None,
-    mirror_rate: float = 0.0,
-    ema_decay: float | None = None,
+    options: TrainOptions | None = None,
 ) -> TrainResult:
     """Train a model on ``examples_train``; keep the best on ``examples_val`` in ``out_dir``.
 
-    Validates and checkpoints every ``checkpoint_every`` steps and at each epoch end. With
-    ``resume`` the model, optimizer, scheduler, step and RNG state come from
-    ``out_dir/checkpoint`` (when there is one) and ``config`` is ignored. ``max_val_examples``
-    validates on a fixed random subset (a full pass over 15k examples takes minutes on 2 cores).
-    ``max_minutes`` stops after the step that crosses it (validation, best model and checkpoint
-    still written). The schedule always spans ``epochs``. ``bf16`` runs training steps under CPU
-    bfloat16 autocast (about 30% faster on this AVX512-BF16 CPU); validation stays in float32.
-    ``device`` is ``cpu``, ``cuda`` or ``auto``. ``init_from`` starts from a saved
-    ``SpliceMergeModel`` (e.g. the masked-LM pretrained body of :mod:`splice.models.training.pretrain`)
-    instead of a random one; ``config`` is then ignored except for the class weights.
-    ``mirror_rate`` replaces that share of training examples by their mirror image
-    (:func:`mirror`), so the model learns rules about edits rather than a fixed preference for
-    one side (which differs between repositories). ``ema_decay`` keeps an exponential moving
-    average of the weights (:class:`WeightAverage`); validation, the best model and the
-    checkpoint then use the average, which swings far less between checkpoints than the raw
-    weights.
+    AdamW with warmup and cosine decay as ``options`` (:class:`TrainOptions`) say; validation
+    (top-1 accuracy) and a resumable checkpoint at each epoch end and every
+    ``options.checkpoint_every`` steps.
     """
     from rich.progress import (
         BarColumn,
@@ -297,48 +331,55 @@ def train(
     )
     from transformers.utils import logging as hf_logging
 
+    opts = options if options is not None else TrainOptions()
     start_time = time.monotonic()
-    torch.set_num_threads(num_threads)
+    torch.set_num_threads(opts.num_threads)
     hf_logging.disable_progress_bar()  # no "Writing model shards" bar under ours at each save
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     train_arrays, val_arrays = load_arrays(examples_train), load_arrays(examples_val)
     n_val = len(val_arrays["labels"])
-    if max_val_examples is not None and n_val > max_val_examples:
-        keep = np.sort(np.random.default_rng(seed).choice(n_val, max_val_examples, replace=False))
+    if opts.max_val_examples is not None and n_val > opts.max_val_examples:
+        keep = np.sort(
+            np.random.default_rng(opts.seed).choice(n_val, opts.max_val_examples, replace=False)
+        )
         val_arrays = {name: array[keep] for name, array in val_arrays.items()}
     n_train = len(train_arrays["labels"])
-    steps_per_epoch = math.ceil(n_train / batch_size)
-    total_steps = epochs * steps_per_epoch
+    steps_per_epoch = math.ceil(n_train / opts.batch_size)
+    total_steps = opts.epochs * steps_per_epoch
 
-    loaded = load_checkpoint(out_dir) if resume else None
-    dev = resolve_device(device)
+    loaded = load_checkpoint(out_dir) if opts.resume else None
+    dev = resolve_device(opts.device)
     if loaded is not None:
         model, state = loaded
     else:
-        torch.manual_seed(seed)
-        if init_from is not None:
+        torch.manual_seed(opts.seed)
+        if opts.init_from is not None:
             # trained in float32 whatever the saved dtype (the shipped model is float16)
-            model = SpliceMergeModel.from_pretrained(str(init_from)).float()
+            model = SpliceMergeModel.from_pretrained(str(opts.init_from)).float()
             config = model.config
+        elif opts.architecture is not None:
+            config = copy.deepcopy(opts.architecture)  # the caller's stays as it was
         else:
-            config = config or SpliceConfig(max_position=train_arrays["input_ids"].shape[-1])
-        config.class_weights = class_weights_for(train_arrays["labels"]) if class_weights else None
-        if init_from is None:
+            config = SpliceConfig(max_position=train_arrays["input_ids"].shape[-1])
+        config.class_weights = (
+            class_weights_for(train_arrays["labels"]) if opts.class_weights else None
+        )
+        if opts.init_from is None:
             model = SpliceMergeModel(config)
         state = {"step": 0, "best_accuracy": -1.0, "best_step": 0, "history": []}
     _check_fits(model.config, train_arrays, val_arrays)
     model.to(dev)
     model.train()
-    optimizer = make_optimizer(model, lr, weight_decay)
-    warmup = max(1, int(warmup_ratio * total_steps))
+    optimizer = make_optimizer(model, opts.lr, opts.weight_decay)
+    warmup = max(1, int(opts.warmup_ratio * total_steps))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(warmup, total_steps))
     if loaded is not None:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng"])
 
-    average = WeightAverage(model, ema_decay, state.get("ema")) if ema_decay else None
+    average = WeightAverage(model, opts.ema_decay, state.get("ema")) if opts.ema_decay else None
     step, history = state["step"], state["history"]
     best = {"accuracy": state["best_accuracy"], "step": state["best_step"]}
     train_seconds, train_examples, train_tokens = 0.0, 0, 0
@@ -347,7 +388,9 @@ def train(
 
     def validate_and_checkpoint() -> None:
         kept = average.model if average is not None else model
-        metrics = evaluate(kept, val_arrays, eval_batch_size) if len(val_arrays["labels"]) else {}
+        metrics = (
+            evaluate(kept, val_arrays, opts.eval_batch_size) if len(val_arrays["labels"]) else {}
+        )
         accuracy = metrics.get("accuracy", 0.0)
         record = {"step": step, "epoch": step / steps_per_epoch, "train_loss": ema_loss, **metrics}
         history.append(record)
@@ -364,8 +407,8 @@ def train(
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "torch_rng": torch.get_rng_state(),
-            "seed": seed,
-            "batch_size": batch_size,
+            "seed": opts.seed,
+            "batch_size": opts.batch_size,
         }
         if average is not None:
             training_state["ema"] = average.state_dict()
@@ -381,23 +424,23 @@ def train(
         TimeRemainingColumn(),
     ]
     last_val = f"{best['accuracy']:.3f}" if best["accuracy"] >= 0 else "-"
-    with Progress(*columns, disable=not progress) as bar:
+    with Progress(*columns, disable=not opts.progress) as bar:
         task = bar.add_task("train", total=total_steps, completed=step, loss="-", val=last_val)
         while step < total_steps and not stopped_by_time:
             epoch, offset = divmod(step, steps_per_epoch)
-            order = np.random.default_rng(seed + epoch).permutation(n_train)
-            for first in range(offset * batch_size, n_train, batch_size):
+            order = np.random.default_rng(opts.seed + epoch).permutation(n_train)
+            for first in range(offset * opts.batch_size, n_train, opts.batch_size):
                 t0 = time.perf_counter()
-                batch = make_batch(train_arrays, order[first : first + batch_size])
-                if mirror_rate > 0:
-                    which = torch.rand(len(batch["labels"])) < mirror_rate
+                batch = make_batch(train_arrays, order[first : first + opts.batch_size])
+                if opts.mirror_rate > 0:
+                    which = torch.rand(len(batch["labels"])) < opts.mirror_rate
                     batch = mirror(batch, which)
                 batch = to_device(batch, dev)
-                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=opts.bf16):
                     loss = model(**batch).loss
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), opts.grad_clip)
                 optimizer.step()
                 scheduler.step()
                 step += 1
@@ -410,10 +453,10 @@ def train(
                 ema_loss = value if ema_loss is None else 0.95 * ema_loss + 0.05 * value
                 bar.update(task, completed=step, loss=f"{ema_loss:.3f}")
                 epoch_end = step % steps_per_epoch == 0
-                out_of_time = max_minutes is not None and (
-                    time.monotonic() - start_time >= 60 * max_minutes
+                out_of_time = opts.max_minutes is not None and (
+                    time.monotonic() - start_time >= 60 * opts.max_minutes
                 )
-                if epoch_end or step % checkpoint_every == 0 or out_of_time:
+                if epoch_end or step % opts.checkpoint_every == 0 or out_of_time:
                     validate_and_checkpoint()
                 if out_of_time:
                     stopped_by_time = step < total_steps

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -83,7 +84,8 @@ def _example_sets(
     "--init",
     "init_from",
     type=click.Path(file_okay=False, exists=True),
-    help="Start from a saved model, e.g. the masked-LM pretrained body (splice.models.training.pretrain).",
+    help="Start from a saved model, e.g. the masked-LM pretrained body "
+    "(splice.models.training.pretrain).",
 )
 @click.option(
     "--mirror",
@@ -135,8 +137,28 @@ def train_command(
     building the examples takes about 14 minutes, training stops after --minutes 100.
     """
     from splice.models.training.configuration import SpliceConfig
-    from splice.models.training.train import train
+    from splice.models.training.train import TrainOptions, train
 
+    try:  # bad values fail here, before minutes of building examples
+        options = TrainOptions(
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            seed=seed,
+            max_minutes=minutes if minutes and minutes > 0 else None,
+            resume=resume,
+            class_weights=class_weights,
+            checkpoint_every=checkpoint_every,
+            max_val_examples=max_val or None,
+            num_threads=threads,
+            bf16=bf16,
+            device=device,
+            init_from=init_from,
+            mirror_rate=mirror_rate,
+            ema_decay=ema_decay,
+        )
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
     out = Path(out_dir)
     if bool(train_npz) != bool(val_npz):
         raise click.UsageError("give both --train-npz and --val-npz, or neither")
@@ -149,7 +171,7 @@ def train_command(
         from splice.models.serving.tokenizer import load_tokenizer
 
         vocab_size = load_tokenizer(tokenizer_path).get_vocab_size()
-    config = SpliceConfig(
+    architecture = SpliceConfig(
         vocab_size=vocab_size,
         hidden_size=hidden,
         num_layers=layers,
@@ -157,27 +179,7 @@ def train_command(
         max_position=max_len,
         body=body,
     )
-    result = train(
-        train_path,
-        val_path,
-        out,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        seed=seed,
-        max_minutes=minutes if minutes and minutes > 0 else None,
-        resume=resume,
-        class_weights=class_weights,
-        config=config,
-        checkpoint_every=checkpoint_every,
-        max_val_examples=max_val or None,
-        num_threads=threads,
-        bf16=bf16,
-        device=device,
-        init_from=init_from,
-        mirror_rate=mirror_rate,
-        ema_decay=ema_decay,
-    )
+    result = train(train_path, val_path, out, replace(options, architecture=architecture))
     stop = " (time budget)" if result.stopped_by_time else ""
     click.echo(
         f"step {result.step}/{result.total_steps}{stop}; best val accuracy "

@@ -14,4 +14,4 @@ done
 find "$tmp" -name __pycache__ -prune -exec rm -rf {} +
 rm -rf "$tmp/splice/models/shipped"
 cp pyproject.toml "$tmp/"
-cd "$tmp" && PYTHONPATH="$tmp" lint-imports --config pyproject.toml
+cd "$tmp" && PYTHONPATH="$tmp" lint-imports pyproject.toml

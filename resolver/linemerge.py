@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from splice.resolver.chunks import Chunk, Conflict, Stable
@@ -446,7 +446,8 @@ def _discard(
 
 @dataclass
 class _Hunk:
-    """xdiff's merge record: mode 0 conflict, 1 ours, 2 theirs, 4 identical (dropped)."""
+    """xdiff's merge record: mode 0 conflict, 1 ours, 2 theirs, 4 identical (dropped), and
+    Splice's 5: a conflict resolved with ``lines``."""
 
     mode: int
     i0: int
@@ -455,6 +456,7 @@ class _Hunk:
     chg1: int
     i2: int
     chg2: int
+    lines: tuple[str, ...] = ()
 
 
 def _append(hunks: list[_Hunk], mode: int, i0: int, c0: int, i1: int, c1: int, i2: int, c2: int):
@@ -600,6 +602,7 @@ def merge_lines(
     theirs: Sequence[str],
     style: str = "merge",
     scripts: tuple[list[Change], list[Change]] | None = None,
+    resolved: Mapping[int, Sequence[str]] | None = None,
 ) -> list[Chunk]:
     """Three-way merge of line lists (as from ``split_lines``) exactly as ``git merge-file``.
 
@@ -607,6 +610,11 @@ def merge_lines(
     stable units are returned as one Stable chunk; no chunk is empty except the sides of a
     Conflict. ``scripts``: ``diff_lines(base, ours)`` and ``diff_lines(base, theirs)`` when the
     caller already has them.
+
+    ``resolved`` maps the index of a diff3 conflict (in the order ``style="diff3"`` lists them)
+    to the lines that resolve it: those become stable, and the other conflicts are cut in
+    ``style`` exactly as they would be without the resolved ones being conflicts (a resolved
+    conflict separates its neighbours like a one-sided change does).
     """
     if style not in STYLES:
         raise ValueError(f"unknown conflict style {style!r} (expected one of {STYLES})")
@@ -616,6 +624,13 @@ def merge_lines(
     if not x2:
         return [Stable(tuple(ours))] if ours else []
     hunks = _combine(x1, x2, len(base), len(ours), len(theirs), ours, theirs)
+    if resolved:
+        k = 0
+        for m in hunks:
+            if m.mode == 0:
+                if k in resolved:
+                    m.mode, m.lines = 5, tuple(resolved[k])
+                k += 1
     if style == "merge":
         hunks = _simplify(_refine(hunks, ours, theirs), ours, alnum=True)
     elif style == "zdiff3":
@@ -634,6 +649,8 @@ def merge_lines(
             pending.extend(ours[m.i1 : m.i1 + m.chg1])
         elif m.mode == 2:
             pending.extend(theirs[m.i2 : m.i2 + m.chg2])
+        elif m.mode == 5:
+            pending.extend(m.lines)
         else:
             if pending:
                 chunks.append(Stable(tuple(pending)))

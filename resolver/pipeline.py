@@ -320,12 +320,12 @@ def merge_file(
         allow_discard=allow_discard,
         rule=rule,
     )
-    if any(r.answer is not None for r in reports):
-        new_ours = _substitute(chunks, reports, "ours")
-        new_theirs = _substitute(chunks, reports, "theirs")
-        final = merge_lines(split_lines(base), new_ours, new_theirs, style=style)
-    else:
-        final = merge_lines(split_lines(base), split_lines(ours), split_lines(theirs), style=style)
+    # the conflicts left are cut as git cuts them, whatever was resolved around them
+    done = {r.index: r.answer.lines for r in reports if r.answer is not None}
+    b, o, t = split_lines(base), split_lines(ours), split_lines(theirs)
+    context = reports[0].hunk.file if reports else None
+    scripts = context.scripts if context is not None else None
+    final = merge_lines(b, o, t, style=style, scripts=scripts, resolved=done)
     left = sum(1 for c in final if isinstance(c, Conflict))
     text = render(
         final,

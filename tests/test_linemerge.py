@@ -268,3 +268,40 @@ def test_real_merges_agree_with_git() -> None:
             if not res["same"]:
                 bad.append((rec["id"], style))
     assert not bad
+
+
+def test_resolving_a_conflict_leaves_the_others_cut_as_git_cut_them() -> None:
+    """``resolved``: in diff3 style the text equals git's with only that region replaced (on real
+    conflicts; re-merging the substituted sides used to re-cut the others)."""
+    from pathlib import Path
+
+    from splice.data.dataset import iter_records
+    from splice.resolver.chunks import Conflict
+    from splice.resolver.markers import parse, render
+
+    data = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "merges"
+    if not data.is_dir():
+        pytest.skip(f"no data set at {data}")
+    checked = 0
+    for rec in iter_records(data, split="val", per_repo_limit=5, limit=80):
+        b, o, t = (split_lines(rec[k]) for k in ("base", "ours", "theirs"))
+        plain = merge_lines(b, o, t, style="diff3")
+        n = sum(1 for c in plain if isinstance(c, Conflict))
+        if n < 2:
+            continue
+        opts = {"style": "diff3", "marker_size": 7, "labels": (None, None, None), "base_lines": b}
+        pieces = list(parse(render(plain, **opts)).pieces)
+        for k in range(n):
+            mark = ("RESOLVED\n",)
+            got = render(merge_lines(b, o, t, style="diff3", resolved={k: mark}), **opts)
+            regions = [p for p in pieces if not isinstance(p, str)]
+            want = "".join(
+                p if isinstance(p, str) else "".join(mark) if p is regions[k] else p.text()
+                for p in pieces
+            )
+            assert got == want, rec["id"]
+            for style in ("merge", "zdiff3"):  # and it never fails in the other styles
+                out = merge_lines(b, o, t, style=style, resolved={k: mark})
+                assert any(isinstance(c, Stable) and "RESOLVED\n" in c.units for c in out)
+            checked += 1
+    assert checked > 20

@@ -6,6 +6,7 @@ only click and the package version here; the pipeline, rich and the rest load in
 
 from __future__ import annotations
 
+import math
 import sys
 
 import click
@@ -56,6 +57,19 @@ def main() -> None:
     """Splice: resolve git merge conflicts."""
 
 
+def _seconds(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    """A time limit: a finite number of seconds above 0 (0, inf and nan would disable it)."""
+    if not math.isfinite(value) or value <= 0:
+        raise click.BadParameter(f"{value:g} is not a positive number of seconds")
+    return value
+
+
+def _positive(ctx: click.Context, param: click.Parameter, value: int) -> int:
+    if value <= 0:
+        raise click.BadParameter(f"{value} is not a positive number of bytes")
+    return value
+
+
 def _confidence(value: float | None) -> float | None:
     if value is not None and not 0.0 <= value <= 1.0:
         raise click.BadParameter("must be between 0 and 1", param_hint="--min-confidence")
@@ -73,9 +87,13 @@ def _confidence(value: float | None) -> float | None:
 @click.option("-y", "theirs_label", metavar="%Y", help="Label of their version.")
 @click.option("--style", type=_STYLES, help="Conflict style [default: merge.conflictStyle].")
 @click.option("--resolver", "resolver", default=_DEFAULT_RESOLVER, show_default=True)
-@click.option("--timeout", type=float, default=_DEFAULT_TIMEOUT, show_default=True)
+@click.option(
+    "--timeout", type=float, default=_DEFAULT_TIMEOUT, show_default=True, callback=_seconds
+)
 @click.option("--min-confidence", type=float, help="Apply only resolutions at least this sure.")
-@click.option("--max-size", type=int, default=_DEFAULT_MAX_SIZE, show_default=True)
+@click.option(
+    "--max-size", type=int, default=_DEFAULT_MAX_SIZE, show_default=True, callback=_positive
+)
 def driver(
     base: str,
     ours: str,
@@ -91,7 +109,11 @@ def driver(
     min_confidence: float | None,
     max_size: int,
 ) -> None:
-    """git merge driver: merge %O %A %B into %A (exit 0 clean, 1 conflicts left)."""
+    """git merge driver: merge %O %A %B into %A (exit 0 clean, 1 conflicts left).
+
+    Installed as ``splice driver [-s %S -x %X -y %Y] -- %O %A %B %L %P``: git's arguments come
+    after ``--``, so a path that looks like an option is still a path.
+    """
     from splice.driver import MergeRequest, run
 
     req = MergeRequest(
@@ -116,7 +138,9 @@ def driver(
 @click.argument("remote", metavar="REMOTE")
 @click.argument("merged", metavar="MERGED")
 @click.option("--resolver", "resolver", default=_DEFAULT_RESOLVER, show_default=True)
-@click.option("--timeout", type=float, default=_DEFAULT_TIMEOUT, show_default=True)
+@click.option(
+    "--timeout", type=float, default=_DEFAULT_TIMEOUT, show_default=True, callback=_seconds
+)
 @click.option("--min-confidence", type=float, help="Apply only resolutions at least this sure.")
 def mergetool(
     base: str,
@@ -127,7 +151,10 @@ def mergetool(
     timeout: float,
     min_confidence: float | None,
 ) -> None:
-    """git mergetool: write the merge of BASE LOCAL REMOTE to MERGED (exit 0 only when clean)."""
+    """git mergetool: write the merge of BASE LOCAL REMOTE to MERGED (exit 0 only when clean).
+
+    Installed as ``splice mergetool -- "$BASE" "$LOCAL" "$REMOTE" "$MERGED"``.
+    """
     from splice.mergetool import run_mergetool
 
     sys.exit(
@@ -193,6 +220,15 @@ def uninstall(global_: bool) -> None:
     from splice.install import uninstall as do_uninstall
 
     sys.exit(do_uninstall(global_=global_))
+
+
+@main.command()
+@click.option("--global", "global_", is_flag=True, help="Check only the user-wide setup.")
+def doctor(global_: bool) -> None:
+    """Check that git can run the configured driver from a clean shell (exit 0 healthy, 1 not)."""
+    from splice.doctor import run_doctor
+
+    sys.exit(run_doctor(global_only=global_))
 
 
 # Commands from other modules: prefer LAZY_COMMANDS above; ``main.add_command(...)`` goes here.

@@ -1,6 +1,7 @@
 """The git merge driver: merge three files the way git would, then resolve what Splice is sure of.
 
-Contract (``merge.splice.driver = splice driver %O %A %B %L %P``): the result goes into %A only;
+Contract (``merge.splice.driver = /abs/splice driver [-s %S -x %X -y %Y] -- %O %A %B %L %P``, plus
+the shell fallback :mod:`splice.install` writes): the result goes into %A only;
 exit 0 when it is clean, 1 when conflict markers remain. Work is never lost: ``git merge-file -p``
 (same style, marker size and labels) runs first; a clean merge is written as is, and on any
 error, a time-out, text that is not UTF-8 or an input over the size limit its output is what
@@ -13,6 +14,7 @@ makes it sleep past the time-out, so the fallbacks can be checked in real merges
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -33,6 +35,10 @@ FAULT_ENV = "SPLICE_DRIVER_FAULT"
 #: Seconds after the time-out at which a watchdog thread writes the fallback and exits, in case
 #: the main thread is stuck where SIGALRM cannot interrupt it.
 WATCHDOG_GRACE = 5.0
+#: The environment variable that picks the model folder (part of a cached resolver's key).
+MODEL_DIR_ENV = "SPLICE_MODEL_DIR"
+#: Resolvers built in this process, by (name, options): building one loads an ONNX session.
+_RESOLVERS: dict[tuple, object] = {}
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,12 @@ class MergeRequest:
     timeout: float = DEFAULT_TIMEOUT
     min_confidence: float | None = None
     max_size: int = DEFAULT_MAX_SIZE
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.timeout) and self.timeout > 0):
+            raise ValueError(f"timeout must be a positive number of seconds, not {self.timeout}")
+        if self.max_size <= 0:
+            raise ValueError(f"max_size must be a positive number of bytes, not {self.max_size}")
 
 
 @dataclass
@@ -82,14 +94,18 @@ def effective_labels(req: MergeRequest) -> tuple[str, str, str]:
 def git_merge_file(req: MergeRequest, style: str | None) -> tuple[int, bytes] | None:
     """``git merge-file -p`` on the request's files: (number of conflicts, output), None on error.
 
-    ``style`` None leaves the conflict style to git's configuration, as git itself would.
+    ``style`` None leaves the conflict style to git's configuration, as git itself would. A
+    style is also passed as ``--diff3``/``--zdiff3``: outside a repository merge-file reads no
+    configuration, ``-c`` included.
     """
     ours_l, base_l, theirs_l = effective_labels(req)
     cmd = ["git"]
     if style:
         cmd += ["-c", f"merge.conflictStyle={style}"]
     cmd += ["merge-file", "-p", f"--marker-size={req.marker_size}"]
-    cmd += ["-L", ours_l, "-L", base_l, "-L", theirs_l, req.ours, req.base, req.theirs]
+    if style in ("diff3", "zdiff3"):
+        cmd.append(f"--{style}")
+    cmd += ["-L", ours_l, "-L", base_l, "-L", theirs_l, "--", req.ours, req.base, req.theirs]
     try:
         proc = subprocess.run(cmd, capture_output=True, check=False)
     except OSError:
@@ -114,13 +130,23 @@ def _maybe_fault(timeout: float) -> None:
         time.sleep(timeout + 3600)
 
 
+def resolver_for(name: str):
+    """The resolver registered as ``name``, built once per process and options (the model
+    folder): a second merge reuses its ONNX session instead of loading another."""
+    from splice.config import load_resolver
+
+    key = (name, os.environ.get(MODEL_DIR_ENV))
+    if key not in _RESOLVERS:
+        _RESOLVERS[key] = load_resolver(name)
+    return _RESOLVERS[key]
+
+
 def _resolve(req: MergeRequest, texts: tuple[str, str, str], style: str):
     """Run the pipeline (imported here, so clean merges never load it)."""
-    from splice.config import load_resolver
     from splice.resolver.pipeline import Labels, merge_file
 
     _maybe_fault(req.timeout)
-    resolver = load_resolver(req.resolver)
+    resolver = resolver_for(req.resolver)
     ours_l, base_l, theirs_l = effective_labels(req)
     base, ours, theirs = texts
     return merge_file(
@@ -204,14 +230,20 @@ def merge(req: MergeRequest, on_fallback=None) -> MergeResult:
     except Exception as exc:  # never lose work: any failure falls back to git's merge
         return fallback(f"internal error ({type(exc).__name__}: {exc}), left to git")
 
-    total = len(outcome.hunks)
     resolved = outcome.resolved
-    summary = f"{resolved} of {total} conflict{'s' * (total != 1)} resolved"
     if resolved == 0:
-        return MergeResult(git_out, 1, summary, conflicts=git_conflicts)
+        return MergeResult(git_out, 1, summary(0, git_conflicts), conflicts=git_conflicts)
     data = outcome.text.encode("utf-8")
+    left = outcome.conflicts_left
     code = 0 if outcome.clean else 1
-    return MergeResult(data, code, summary, conflicts=outcome.conflicts_left, resolved=resolved)
+    return MergeResult(data, code, summary(resolved, left), conflicts=left, resolved=resolved)
+
+
+def summary(resolved: int, left: int) -> str:
+    """The stderr summary: conflicts Splice resolved and the marker regions left in the file."""
+    total = resolved + left
+    text = f"{resolved} of {total} conflict{'s' * (total != 1)} resolved"
+    return f"{text}, {left} left" if resolved and left else text
 
 
 def write_atomic(path: str, data: bytes) -> None:

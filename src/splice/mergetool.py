@@ -1,10 +1,10 @@
 """``git mergetool --tool=splice``: merge $BASE $LOCAL $REMOTE into $MERGED like the driver does.
 
-Configured with ``mergetool.splice.cmd = splice mergetool "$BASE" "$LOCAL" "$REMOTE" "$MERGED"``
-and ``trustExitCode = true``: exit 0 only when $MERGED is left without conflicts. git restores
-its own version of $MERGED when the tool fails, so a partial resolution is only kept on success.
-The conflict style and marker size come from the repository, the labels from the markers git
-already wrote into $MERGED.
+Configured with ``mergetool.splice.cmd = /abs/splice mergetool -- "$BASE" "$LOCAL" "$REMOTE"
+"$MERGED"`` (git's paths after ``--``) and ``trustExitCode = true``: exit 0 only when $MERGED is
+left without conflicts. git restores its own version of $MERGED when the tool fails, so a partial
+resolution is only kept on success. The conflict style and marker size come from the repository,
+the labels from the markers git already wrote into $MERGED.
 """
 
 from __future__ import annotations

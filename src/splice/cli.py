@@ -179,6 +179,11 @@ def mergetool(
 @click.option(
     "--explain", is_flag=True, help="Print each conflict's outcome and top-3 suggestions."
 )
+@click.option(
+    "--follow-links",
+    is_flag=True,
+    help="Resolve the file a symbolic link PATH points to (default: refuse links).",
+)
 def resolve(
     paths: tuple[str, ...],
     dry_run: bool,
@@ -186,8 +191,16 @@ def resolve(
     resolver: str,
     min_confidence: float | None,
     explain: bool,
+    follow_links: bool,
 ) -> None:
-    """Resolve conflict markers already in files (default: the repository's unmerged files)."""
+    """Resolve conflict markers already in files (default: the repository's unmerged files).
+
+    PATH.orig keeps each changed file's bytes from before the run; an existing PATH.orig is
+    never overwritten (PATH.orig.1, .2... are used). Exit status: 0 no conflict marker left;
+    1 markers left (unresolved or malformed conflicts, said as PATH:LINE) or a file skipped
+    (binary, not UTF-8); 2 bad input (a missing path, a directory, a symbolic link without
+    --follow-links, a file that cannot be read or written).
+    """
     from splice.resolve_files import run_resolve
 
     sys.exit(
@@ -198,6 +211,7 @@ def resolve(
             resolver=resolver,
             min_confidence=_confidence(min_confidence),
             explain_to=explain,
+            follow_links=follow_links,
         )
     )
 

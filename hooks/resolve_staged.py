@@ -16,10 +16,10 @@ from collections.abc import Sequence
 def resolve_files(
     paths: Sequence[str], *, resolver: str = "auto", min_confidence: float | None = None
 ) -> int:
-    from splice.data.files import write_atomic
     from splice.models.serving import load_resolver
     from splice.resolver.pipeline import merge_marked
 
+    from splice.data.files import write_atomic
     from splice.data.git import index_stages
 
     engine = None

@@ -1,6 +1,7 @@
 """How far the file-context reranker can go: two diagnostics over calibration rows.
 
-Both work on :class:`~splice.models.training.hunk_calibration.HunkCandidates` rows (``splice calibrate
+Both work on :class:`~splice.models.training.hunk_calibration.HunkCandidates` rows (``splice
+calibrate
 --save-rows``) and report top-1 accuracy, the share of hunks whose first candidate is right:
 
 * :func:`in_sample_bound` fits the reranker on each group's own hunks (a language, or a

@@ -73,7 +73,7 @@ def _fix_all(repo: GitRepo, name: str) -> str:
     from splice.lsp.engine import Engine
     from splice.lsp.settings import Settings
 
-    from splice.cli.resolve import index_stages
+    from splice.data.git import index_stages
 
     engine = _fix_all.engine = getattr(_fix_all, "engine", None) or Engine(Settings(), print)
     path = repo.path / name

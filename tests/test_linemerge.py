@@ -275,9 +275,10 @@ def test_resolving_a_conflict_leaves_the_others_cut_as_git_cut_them() -> None:
     conflicts; re-merging the substituted sides used to re-cut the others)."""
     from pathlib import Path
 
-    from splice.data.dataset import iter_records
     from splice.resolver.chunks import Conflict
     from splice.resolver.markers import parse, render
+
+    from splice.data.dataset import iter_records
 
     data = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "merges"
     if not data.is_dir():

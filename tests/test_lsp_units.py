@@ -81,7 +81,7 @@ def test_merge_style_takes_the_base_from_git_index(git_repo: GitRepo) -> None:
     base, ours, theirs = "a\nx = 0\nb\n", "a\nx = 1\nb\n", "a\nx = 2\nb\n"
     git_repo.conflict_branches({"f.py": (base, ours, theirs)})
     assert git_repo.merge().returncode == 1
-    from splice.cli.resolve import index_stages
+    from splice.data.git import index_stages
 
     path = str(git_repo.path / "f.py")
     text = git_repo.read("f.py").decode()

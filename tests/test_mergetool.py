@@ -6,12 +6,12 @@ from pathlib import Path
 
 from conftest import GitRepo
 
-from splice.cli.install import MERGETOOL_CMD
+from splice.cli.install import mergetool_command
 from splice.cli.mergetool import labels_from_markers
 
 
 def _setup(repo: GitRepo, files: dict, options: str = "") -> None:
-    cmd = MERGETOOL_CMD.replace("splice mergetool", f"splice mergetool {options}".rstrip())
+    cmd = mergetool_command().replace(" mergetool ", f" mergetool {options} ".replace("  ", " "))
     repo.git("config", "mergetool.splice.cmd", cmd)
     repo.git("config", "mergetool.splice.trustExitCode", "true")
     repo.git("config", "mergetool.keepBackup", "false")

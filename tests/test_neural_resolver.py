@@ -352,7 +352,8 @@ def test_threshold_is_the_lowest_reaching_the_target() -> None:
 
 
 def _tiny_val_npz(tmp_path: Path) -> Path:
-    """40 labelled pieces in 20 hunks, random labels, as ``splice.models.training.examples`` writes them."""
+    """40 labelled pieces in 20 hunks, random labels, as ``splice.models.training.examples`` writes
+    them."""
     from splice.models.serving.encoding import encode_piece
     from splice.models.serving.tokenizer import load_tokenizer
 

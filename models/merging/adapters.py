@@ -32,6 +32,7 @@ import math
 import re
 import shutil
 import time
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,13 +41,14 @@ from typing import Any
 import torch
 from splice.models.merging.config import ConfigError, MergeConfig, lookup, parse_config
 from splice.models.merging.engine import (
-    TOKENIZER_FILES,
     _check_method,
+    check_device,
     layer_count,
     layer_of,
     read_model_config,
     tensor_seed,
 )
+from splice.models.merging.finite import NonFiniteLog, count_nonfinite
 from splice.models.merging.io import (
     DEFAULT_SHARD_SIZE,
     ModelReader,
@@ -57,6 +59,7 @@ from splice.models.merging.io import (
     parse_size,
     read_safetensors_header,
 )
+from splice.models.merging.output import TOKENIZER_FILES, staged_output
 from splice.models.merging.registry import MergeMethod, TensorInputs, get_method
 
 ADAPTER_KEYS = {"mode", "output", "rank"}
@@ -76,10 +79,17 @@ class LoraAdapter:
     def load(cls, path: str | Path) -> LoraAdapter:
         """Read ``adapter_config.json`` and ``adapter_model.safetensors`` (or ``.bin``)."""
         path = Path(path)
+        if not path.is_dir():
+            raise ValueError(f"adapter {path}: not a directory (a local PEFT adapter folder)")
         config_file = path / "adapter_config.json"
         if not config_file.exists():
             raise ValueError(f"adapter {path}: no adapter_config.json")
-        config = json.loads(config_file.read_text())
+        try:
+            config = json.loads(config_file.read_text())
+        except ValueError as exc:  # also not UTF-8
+            raise ValueError(f"{config_file}: not JSON ({exc})") from None
+        if not isinstance(config, dict):
+            raise ValueError(f"{config_file}: not a JSON mapping")
         if config.get("peft_type", "LORA") != "LORA":
             raise ValueError(f"adapter {path}: peft_type {config.get('peft_type')} is not LORA")
         if config.get("use_dora"):
@@ -160,6 +170,7 @@ class AdapterReport:
     rank: int | None
     errors: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def max_error(self) -> float:
@@ -192,11 +203,14 @@ def _parse(config: str | Path | Mapping[str, Any]) -> tuple[MergeConfig, dict, l
     if "slices" in data:
         raise ConfigError("slices: adapters are merged with 'models' only")
     previous: list[float] = []
-    for entry in data.get("models") or []:
+    for i, entry in enumerate(data.get("models") or []):
         params = entry.get("parameters") if isinstance(entry, Mapping) else None
-        previous.append(
-            float(params.pop("previous_weight", 1.0)) if isinstance(params, dict) else 1.0
-        )
+        value = params.pop("previous_weight", 1.0) if isinstance(params, dict) else 1.0
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(
+                f"models[{i}].parameters.previous_weight: expected a number, got {value!r}"
+            )
+        previous.append(float(value))
     base = data.pop("base_model", None)
     cfg = parse_config(data)
     cfg.source_dir = folder
@@ -228,10 +242,12 @@ class _DeltaMerger:
         layers: int,
         seed: int,
         device: torch.device,
+        nonfinite: NonFiniteLog | None = None,
     ) -> None:
         self.cfg, self.method, self.adapters = cfg, method, adapters
         self.mode, self.previous, self.layers = mode, previous, layers
         self.seed, self.device = seed, device
+        self.nonfinite = nonfinite if nonfinite is not None else NonFiniteLog()
 
     def _params(self, index: int, name: str, t: float | None) -> dict[str, Any]:
         assert self.cfg.models is not None
@@ -259,7 +275,7 @@ class _DeltaMerger:
         inputs = TensorInputs(tensors, base, params, globals_, generator, name)
         try:
             return self.method.merge_tensor(inputs).float()
-        except (ValueError, RuntimeError) as exc:
+        except (ValueError, RuntimeError, TypeError) as exc:  # TypeError: a parameter's type
             raise ValueError(f"module {name}: {exc}") from exc
 
     def merge(self, module: str) -> torch.Tensor:
@@ -283,6 +299,12 @@ class _DeltaMerger:
             running = self._call(f"{name}#step{k}", [running, deltas[k]], step, t)
         return running
 
+    def checked(self, module: str) -> torch.Tensor:
+        """:meth:`merge` on the CPU, its NaN/Inf values counted."""
+        delta = self.merge(module).cpu()
+        self.nonfinite.check(weight_name(module), "the merged delta", delta)
+        return delta
+
 
 def merge_adapters(
     config: str | Path | Mapping[str, Any],
@@ -293,10 +315,15 @@ def merge_adapters(
     output: str | None = None,
     shard_size: str | int = DEFAULT_SHARD_SIZE,
     device: str = "cpu",
+    force: bool = False,
 ) -> AdapterReport:
     """Merge the LoRA adapters of ``config`` into ``out_dir`` (a PEFT adapter or a full model).
 
-    ``rank`` and ``output`` override the configuration's ``rank`` / ``output``.
+    ``rank`` and ``output`` override the configuration's ``rank`` / ``output``. ``out_dir``
+    and ``force`` as in :func:`~splice.models.merging.engine.merge`: never an input, written
+    into a fresh folder and moved into place. NaN/Inf values in the adapters, the merged deltas
+    or the written weights are warned about by name (a LoRA output refuses a non-finite delta:
+    it cannot be factored).
     """
     start = time.perf_counter()
     cfg, extra, previous = _parse(config)
@@ -316,22 +343,39 @@ def merge_adapters(
         checked.models = cfg.models[:2]
     _check_method(checked, method)
     assert cfg.models is not None
+    dev = check_device(device)
+    size = parse_size(shard_size)
     adapters = [LoraAdapter.load(cfg.resolve_path(m.model)) for m in cfg.models]
+    nonfinite = NonFiniteLog()
+    for entry, adapter in zip(cfg.models, adapters, strict=True):
+        for module, (a, b) in adapter.modules.items():
+            nonfinite.check(weight_name(module), f"adapter {entry.model} (lora_A)", a)
+            nonfinite.check(weight_name(module), f"adapter {entry.model} (lora_B)", b)
     modules = list(dict.fromkeys(m for a in adapters for m in a.modules))
     base_dir = cfg.resolve_path(cfg.base_model) if cfg.base_model else None
     base_config = read_model_config(base_dir) if base_dir else {}
     layers = layer_count(base_config, [weight_name(m) for m in modules])
+    if base_dir is not None and not base_dir.is_dir():
+        raise ValueError(f"base_model {cfg.base_model}: not a directory")
     merger = _DeltaMerger(
-        cfg, method, adapters, extra["mode"], previous, layers, seed, torch.device(device)
+        cfg, method, adapters, extra["mode"], previous, layers, seed, dev, nonfinite
     )
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    inputs = [("adapter", a.path) for a in adapters]
+    if base_dir is not None:
+        inputs.append(("base model", base_dir))
     report = AdapterReport(out, method.name, extra["mode"], extra["output"], len(modules), None)
-    if extra["output"] == "lora":
-        _write_lora(cfg, adapters, modules, merger, extra["rank"], out, report)
-    else:
-        assert base_dir is not None
-        _write_full(cfg, base_dir, modules, merger, parse_size(shard_size), out)
+    try:
+        with staged_output(out, inputs, force) as stage:
+            if extra["output"] == "lora":
+                _write_lora(cfg, adapters, modules, merger, extra["rank"], stage, report)
+            else:
+                assert base_dir is not None
+                _write_full(cfg, base_dir, modules, merger, size, stage)
+    finally:
+        report.warnings = nonfinite.lines([weight_name(m) for m in modules])
+        for line in report.warnings:
+            warnings.warn(line, stacklevel=2)
     report.seconds = time.perf_counter() - start
     return report
 
@@ -361,7 +405,13 @@ def _write_lora(
         specs.append(OutputSpec(f"{module}.lora_B.weight", out_dtype, (out_f, r)))
     writer = ShardWriter(out, specs, shard_size=2**62, stem="adapter_model")
     for module in modules:
-        delta = merger.merge(module).cpu()
+        delta = merger.checked(module)
+        bad = count_nonfinite(delta)
+        if bad:
+            raise ValueError(
+                f"module {module}: the merged delta holds {bad} non-finite values (NaN/Inf); "
+                "it cannot be factored into a LoRA (output full writes the weights as they are)"
+            )
         if fan:
             delta = delta.T
         a, b, error = refactor(delta, shapes[module])
@@ -410,14 +460,16 @@ def _write_full(
         writer = ShardWriter(out, specs, shard_size)
         for spec in specs:
             tensor = reader.read(spec.name)
+            merger.nonfinite.check(spec.name, f"base model {cfg.base_model}", tensor)
             if spec.name in by_weight:
-                delta = merger.merge(by_weight[spec.name]).cpu()
+                delta = merger.checked(by_weight[spec.name])
                 if tuple(delta.shape) != tuple(tensor.shape):
                     raise ValueError(
                         f"tensor {spec.name}: delta shape {list(delta.shape)} differs from the "
                         f"base weight's {list(tensor.shape)}"
                     )
-                tensor = tensor.float() + delta
+                tensor = (tensor.float() + delta).to(spec.dtype)
+                merger.nonfinite.check(spec.name, "the merged weight", tensor)
             writer.write(spec.name, tensor.to(spec.dtype))
         writer.finish()
     finally:

@@ -102,14 +102,30 @@ def load_yaml(source: str | Path | Mapping[str, Any]) -> tuple[dict[str, Any], P
     import yaml
 
     path = Path(source)
-    if "\n" not in str(source) and path.exists():
-        data = yaml.safe_load(path.read_text())
-        folder: Path | None = path.resolve().parent
-    else:
-        data, folder = yaml.safe_load(str(source)), None
+    is_file = "\n" not in str(source) and path.exists()
+    where = str(path) if is_file else "configuration"
+    try:
+        text = path.read_text() if is_file else str(source)
+        data = yaml.safe_load(text)
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{where}: not UTF-8 text") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{where}: invalid YAML: {_yaml_problem(exc)}") from None
+    folder: Path | None = path.resolve().parent if is_file else None
     if not isinstance(data, dict):
         raise ConfigError("configuration: expected a mapping at the top level")
     return data, folder
+
+
+def _yaml_problem(exc: Exception) -> str:
+    """A YAML error in one line: what, and where (line and column, from 1)."""
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    mark = getattr(exc, "problem_mark", None)
+    if mark is not None:
+        return f"{problem} (line {mark.line + 1}, column {mark.column + 1})"
+    return problem
 
 
 def _check_keys(data: Mapping[str, Any], allowed: set[str], where: str) -> None:

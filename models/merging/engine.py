@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from splice.models.merging import workspace
 from splice.models.merging.config import ConfigError, MergeConfig, ModelEntry, lookup, parse_config
+from splice.models.merging.finite import NonFiniteLog
 from splice.models.merging.io import (
     DEFAULT_SHARD_SIZE,
     ModelReader,
@@ -34,6 +35,7 @@ from splice.models.merging.io import (
     parse_dtype,
     parse_size,
 )
+from splice.models.merging.output import TOKENIZER_FILES, staged_output
 from splice.models.merging.registry import (
     MergeMethod,
     TensorInputs,
@@ -45,18 +47,7 @@ from splice.models.merging.registry import (
 LAYER_RE = re.compile(r"^(.*?\b(?:layers|h|blocks|layer|block))\.(\d+)\.(.+)$")
 #: Non-layer tensors that sit before the layers (taken from the first slice).
 PRE_LAYER_RE = re.compile(r"embed|wte|wpe|word_embeddings")
-TOKENIZER_FILES = (
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "tokenizer.model",
-    "vocab.json",
-    "vocab.txt",
-    "merges.txt",
-    "added_tokens.json",
-    "chat_template.jinja",
-    "chat_template.json",
-)
+__all__ = ["TOKENIZER_FILES", "MergeReport", "merge"]
 LAYER_COUNT_KEYS = ("num_hidden_layers", "n_layer", "num_layers")
 
 
@@ -102,9 +93,31 @@ def layer_of(name: str) -> tuple[str, int, str] | None:
 
 
 def read_model_config(path: Path) -> dict[str, Any]:
-    """The model's ``config.json`` ({} if absent)."""
+    """The model's ``config.json`` ({} if absent); a ValueError names a file that is not JSON."""
     file = path / "config.json"
-    return json.loads(file.read_text()) if file.exists() else {}
+    if not file.exists():
+        return {}
+    try:
+        config = json.loads(file.read_text())
+    except ValueError as exc:  # also not UTF-8
+        raise ValueError(f"{file}: not a JSON model configuration ({exc})") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{file}: not a JSON model configuration (no mapping)")
+    return config
+
+
+def check_device(device: str) -> torch.device:
+    """``device`` as a torch device; a ValueError when it does not exist here."""
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise ValueError(f"device {device!r}: {exc}") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device}: no CUDA device is available")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device {device}: only {torch.cuda.device_count()} CUDA device(s)")
+    return dev
 
 
 def layer_count(config: Mapping[str, Any], names: Sequence[str]) -> int:
@@ -382,18 +395,23 @@ def _write_metadata(
     gen = readers[ref].path / "generation_config.json"
     if gen.exists():
         shutil.copy2(gen, out_dir / gen.name)
-    source = cfg.tokenizer_source
-    if source in (None, "base"):
-        tok_dir = readers[cfg.base_model or cfg.model_refs()[0]].path
-    elif source == "union":
-        raise ConfigError("tokenizer_source: 'union' is not supported (use base or a model)")
-    else:
-        tok_dir = cfg.resolve_path(source)
-        if not tok_dir.is_dir():
-            raise ConfigError(f"tokenizer_source: {source!r} is not a model directory")
+    tok_dir = tokenizer_dir(cfg, readers)
     for file in TOKENIZER_FILES:
         if (tok_dir / file).exists():
             shutil.copy2(tok_dir / file, out_dir / file)
+
+
+def tokenizer_dir(cfg: MergeConfig, readers: Mapping[str, ModelReader]) -> Path:
+    """The folder the tokenizer files are copied from (``tokenizer_source``)."""
+    source = cfg.tokenizer_source
+    if source in (None, "base"):
+        return readers[cfg.base_model or cfg.model_refs()[0]].path
+    if source == "union":
+        raise ConfigError("tokenizer_source: 'union' is not supported (use base or a model)")
+    tok_dir = cfg.resolve_path(source)
+    if not tok_dir.is_dir():
+        raise ConfigError(f"tokenizer_source: {source!r} is not a model directory")
+    return tok_dir
 
 
 ProgressCallback = Callable[[int, int, str], None]
@@ -408,8 +426,15 @@ def merge(
     device: str = "cpu",
     progress: bool | ProgressCallback = False,
     threads: int | None = 1,
+    force: bool = False,
 ) -> MergeReport:
     """Run a mergekit-style configuration and write the merged model to ``out_dir``.
+
+    ``out_dir`` must not be, contain or lie inside an input model; the model is written into a
+    fresh folder next to it and moved into place at the end (see
+    :mod:`~splice.models.merging.output`; ``force`` replaces the model files of a non-empty
+    folder that no merge wrote). Tensors holding NaN or Inf (inputs or results) are warned
+    about, by name, with :func:`warnings.warn` and in the report.
 
     ``progress``: True for a progress bar (one step per tensor), or a callback
     ``(done, total, tensor_name)``. ``threads``: torch's intra-op threads during the merge
@@ -424,10 +449,16 @@ def merge(
         warnings.warn(note, stacklevel=2)
     work_dtype = parse_dtype(cfg.dtype, "dtype")
     out_dtype = parse_dtype(cfg.out_dtype, "out_dtype") or work_dtype
-    readers = {ref: ModelReader(cfg.resolve_path(ref)) for ref in cfg.model_refs()}
+    dev = check_device(device)
+    size = parse_size(shard_size)
+    readers: dict[str, ModelReader] = {}
     try:
+        for ref in cfg.model_refs():
+            readers[ref] = ModelReader(cfg.resolve_path(ref))
         planner = Planner(cfg, method, readers)
         plans = planner.plan()
+        inputs = [("model", reader.path) for reader in readers.values()]
+        inputs.append(("tokenizer source", tokenizer_dir(cfg, readers)))
         out = Path(out_dir)
         specs = []
         for plan in plans:
@@ -435,53 +466,85 @@ def merge(
             stored = readers[ref.model].infos[ref.tensor].dtype
             dtype = stored if plan.copy_only else (out_dtype or stored)
             specs.append(OutputSpec(plan.name, dtype, plan.shape))
-        writer = ShardWriter(out, specs, parse_size(shard_size))
-        dev = torch.device(device)
-        callback = _progress(progress, len(plans))
-        previous_threads = torch.get_num_threads()
-        if threads is not None:
-            torch.set_num_threads(max(1, int(threads)))
-        pool = _BufferPool()
-        try:
-            with (
-                ThreadPoolExecutor(1, thread_name_prefix="splice-merge-read") as prefetch,
-                ThreadPoolExecutor(1, thread_name_prefix="splice-merge-write") as background,
-                workspace.active(),
-            ):
-                pending = prefetch.submit(_read_inputs, plans[0], readers, pool) if plans else None
-                written: Future[None] | None = None
-                for done, (plan, spec) in enumerate(zip(plans, specs, strict=True)):
-                    callback(done, len(plans), plan.name)
-                    assert pending is not None
-                    raw, buffers = pending.result()
-                    pending = (
-                        prefetch.submit(_read_inputs, plans[done + 1], readers, pool)
-                        if done + 1 < len(plans)
-                        else None
-                    )
-                    result = _merge_one(plan, method, raw, work_dtype, dev, seed)
-                    del raw
-                    if written is not None:
-                        written.result()  # one tensor being written at a time
-                    written = background.submit(
-                        _write, writer, plan.name, result.to("cpu", spec.dtype), pool, buffers
-                    )
-                    del result
-                if written is not None:
-                    written.result()
-            callback(len(plans), len(plans), "")
-        finally:
-            torch.set_num_threads(previous_threads)
-            getattr(callback, "close", lambda: None)()
-        shards = writer.finish()
-        _write_metadata(cfg, planner, readers, out, out_dtype)
+        with staged_output(out, inputs, force) as stage:
+            nonfinite = NonFiniteLog()
+            shards = _run(plans, specs, method, readers, stage, size, work_dtype, dev, seed,
+                          progress, threads, nonfinite)  # fmt: skip
+            _write_metadata(cfg, planner, readers, stage, out_dtype)
     finally:
         for reader in readers.values():
             reader.close()
+    found = nonfinite.lines([plan.name for plan in plans])
+    for line in found:
+        warnings.warn(line, stacklevel=2)
     return MergeReport(
-        out, cfg.merge_method, len(plans), shards, time.perf_counter() - start,
-        planner.layers_out, notes,
+        out, cfg.merge_method, len(plans), [out / shard.name for shard in shards],
+        time.perf_counter() - start, planner.layers_out, [*notes, *found],
     )  # fmt: skip
+
+
+def _run(
+    plans: Sequence[TensorPlan],
+    specs: Sequence[OutputSpec],
+    method: MergeMethod,
+    readers: dict[str, ModelReader],
+    stage: Path,
+    shard_size: int,
+    work_dtype: torch.dtype | None,
+    dev: torch.device,
+    seed: int,
+    progress: bool | ProgressCallback,
+    threads: int | None,
+    nonfinite: NonFiniteLog,
+) -> list[Path]:
+    """The merge loop: read (one tensor ahead), merge, write (one tensor behind) into
+    ``stage``; returns the shard paths."""
+    writer = ShardWriter(stage, specs, shard_size)
+    callback = _progress(progress, len(plans))
+    previous_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(max(1, int(threads)))
+    pool = _BufferPool()
+    try:
+        with (
+            ThreadPoolExecutor(1, thread_name_prefix="splice-merge-read") as prefetch,
+            ThreadPoolExecutor(1, thread_name_prefix="splice-merge-write") as background,
+            workspace.active(),
+        ):
+            pending = (
+                prefetch.submit(_read_inputs, plans[0], readers, pool, nonfinite) if plans else None
+            )
+            written: Future[None] | None = None
+            for done, (plan, spec) in enumerate(zip(plans, specs, strict=True)):
+                callback(done, len(plans), plan.name)
+                assert pending is not None
+                raw, buffers = pending.result()
+                pending = (
+                    prefetch.submit(_read_inputs, plans[done + 1], readers, pool, nonfinite)
+                    if done + 1 < len(plans)
+                    else None
+                )
+                result = _merge_one(plan, method, raw, work_dtype, dev, seed)
+                del raw
+                if written is not None:
+                    written.result()  # one tensor being written at a time
+                written = background.submit(
+                    _write,
+                    writer,
+                    plan.name,
+                    result.to("cpu", spec.dtype),
+                    pool,
+                    buffers,
+                    nonfinite,
+                )
+                del result
+            if written is not None:
+                written.result()
+        callback(len(plans), len(plans), "")
+    finally:
+        torch.set_num_threads(previous_threads)
+        getattr(callback, "close", lambda: None)()
+    return writer.finish()
 
 
 class _BufferPool:
@@ -511,19 +574,25 @@ def _write(
     tensor: torch.Tensor,
     pool: _BufferPool,
     buffers: Sequence[torch.Tensor],
+    nonfinite: NonFiniteLog,
 ) -> None:
     """Write one merged tensor (on the writer thread), then hand its input buffers back (the
-    result may live in one of them)."""
+    result may live in one of them). Its NaN/Inf values are counted first."""
+    nonfinite.check(name, "the merged tensor", tensor)
     writer.write(name, tensor)
     del tensor
     pool.give(buffers)
 
 
 def _read_inputs(
-    plan: TensorPlan, readers: dict[str, ModelReader], pool: _BufferPool
+    plan: TensorPlan,
+    readers: dict[str, ModelReader],
+    pool: _BufferPool,
+    nonfinite: NonFiniteLog,
 ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """The stored tensors ``plan`` needs (sources, then the base; or the one it copies) and
-    the pool buffers holding them. Runs on the prefetch thread, one tensor ahead."""
+    the pool buffers holding them, their NaN/Inf values counted. Runs on the prefetch thread,
+    one tensor ahead."""
     if plan.copy_only:
         sources = [plan.base or plan.sources[0]]
     else:
@@ -534,6 +603,7 @@ def _read_inputs(
         info = reader.info(src.tensor)
         buf = pool.take(info.nbytes) if reader.format == "safetensors" and info.nbytes else None
         tensors.append(reader.read(src.tensor, buf))
+        nonfinite.check(plan.name, f"model {src.model}", tensors[-1])
         if buf is not None:
             buffers.append(buf)
     return tensors, buffers
@@ -571,7 +641,7 @@ def _merge_one(
     )
     try:
         return method.merge_tensor(inputs)
-    except (ValueError, RuntimeError) as exc:
+    except (ValueError, RuntimeError, TypeError) as exc:  # TypeError: a parameter's type
         raise ValueError(f"tensor {plan.name}: {exc}") from exc
 
 

@@ -110,26 +110,65 @@ class TensorInfo:
 
 
 def read_safetensors_header(path: Path) -> tuple[dict[str, TensorInfo], dict[str, str]]:
-    """The tensors of one safetensors file (absolute offsets) and its metadata."""
-    with open(path, "rb") as handle:
-        (length,) = struct.unpack("<Q", handle.read(8))
-        header = json.loads(handle.read(length))
+    """The tensors of one safetensors file (absolute offsets) and its metadata.
+
+    A ValueError names the file when it is not safetensors or is truncated: the header must be
+    JSON within the file and every tensor's bytes must fit its shape and lie within the file.
+    """
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+            if len(head) < 8:
+                raise ValueError(f"{path}: not a safetensors file (truncated: {size} bytes)")
+            (length,) = struct.unpack("<Q", head)
+            if length > size - 8:
+                raise ValueError(
+                    f"{path}: not a safetensors file, or truncated (a {length}-byte header in "
+                    f"a {size}-byte file)"
+                )
+            blob = handle.read(length)
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        header = json.loads(blob)
+    except ValueError:  # also not UTF-8
+        raise ValueError(f"{path}: not a safetensors file (its header is not JSON)") from None
+    if not isinstance(header, dict):
+        raise ValueError(f"{path}: not a safetensors file (its header is not a mapping)")
     metadata = header.pop("__metadata__", None) or {}
     data_start = 8 + length
     infos: dict[str, TensorInfo] = {}
     for name, entry in header.items():
-        if entry["dtype"] not in SAFE_DTYPES:
-            raise ValueError(f"{path}: tensor {name}: unsupported dtype {entry['dtype']}")
-        start, end = entry["data_offsets"]
-        infos[name] = TensorInfo(
-            name,
-            SAFE_DTYPES[entry["dtype"]],
-            tuple(entry["shape"]),
-            path,
-            data_start + start,
-            data_start + end,
-        )
+        infos[name] = _tensor_info(path, name, entry, data_start, size)
     return infos, metadata
+
+
+def _tensor_info(path: Path, name: str, entry: Any, data_start: int, size: int) -> TensorInfo:
+    """One header entry, checked against the file's size."""
+    try:
+        dtype_key, shape, (start, end) = entry["dtype"], entry["shape"], entry["data_offsets"]
+        ok = all(isinstance(x, int) and x >= 0 for x in [*shape, start, end]) and start <= end
+    except (KeyError, TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"{path}: tensor {name}: not a valid safetensors header entry")
+    if dtype_key not in SAFE_DTYPES:
+        raise ValueError(f"{path}: tensor {name}: unsupported dtype {dtype_key}")
+    dtype = SAFE_DTYPES[dtype_key]
+    count = 1
+    for dim in shape:
+        count *= dim
+    if end - start != count * torch.empty((), dtype=dtype).element_size():
+        raise ValueError(
+            f"{path}: tensor {name}: {end - start} bytes do not hold {dtype_key} {list(shape)}"
+        )
+    if data_start + end > size:
+        raise ValueError(
+            f"{path}: truncated: tensor {name} ends at byte {data_start + end}, the file at "
+            f"byte {size}"
+        )
+    return TensorInfo(name, dtype, tuple(shape), path, data_start + start, data_start + end)
 
 
 class ModelReader:
@@ -164,8 +203,16 @@ class ModelReader:
         stem = "model" if kind == "safetensors" else "pytorch_model"
         index = self.path / f"{stem}.{kind}.index.json"
         if index.exists():
-            weight_map = json.loads(index.read_text())["weight_map"]
-            return [self.path / f for f in sorted(set(weight_map.values()))]
+            try:
+                weight_map = json.loads(index.read_text())["weight_map"]
+                names = sorted(set(weight_map.values()))
+            except (ValueError, KeyError, TypeError, AttributeError):
+                raise ValueError(f"{index}: not a weight index (no valid weight_map)") from None
+            files = [self.path / f for f in names if isinstance(f, str)]
+            for file in files:
+                if not file.is_file():
+                    raise ValueError(f"{index}: lists {file.name}, which is missing")
+            return files
         single = self.path / f"{stem}.{kind}"
         if single.exists():
             return [single]

@@ -3,7 +3,8 @@
 The two answer different hunks well: the token-merge policy (:mod:`splice.resolver.policy`) is
 sure of the hunks where one side's edits subsume the other's, with confidences measured as its
 precision per edit shape; the model ranks every hunk's candidates, with confidences calibrated on
-the validation repositories (:mod:`splice.models.training.hunk_calibration`). Both are estimates of the
+the validation repositories (:mod:`splice.models.training.hunk_calibration`). Both are estimates of
+the
 probability of being right, so for each hunk the more confident answer is chosen, and the other
 one stays among the suggestions (top 3, distinct texts).
 

@@ -1,10 +1,13 @@
 """The neural resolver ``model``: the merge-pattern classifier served with onnxruntime only.
 
-A model directory holds ``tokenizer.json``, ``model.onnx`` (from :mod:`splice.models.training.export`) and
-``calibration.json`` (from :mod:`splice.models.training.calibrate`: temperature, threshold, route weight).
+A model directory holds ``tokenizer.json``, ``model.onnx`` (from
+:mod:`splice.models.training.export`) and
+``calibration.json`` (from :mod:`splice.models.training.calibrate`: temperature, threshold, route
+weight).
 Nothing on this path imports torch.
 
-For a hunk, :func:`~splice.models.serving.pieces.hunk_pieces` gives its token-route pieces (one per token
+For a hunk, :func:`~splice.models.serving.pieces.hunk_pieces` gives its token-route pieces (one per
+token
 conflict) and its hunk-route piece; all pieces of all hunks asked at once go through ONE batched
 onnxruntime run, and each piece's logits become probabilities ``softmax(logits / T)``.
 
@@ -25,7 +28,8 @@ must compete with the hunk route's patterns rather than win outright). Hunks wit
 token conflicts use the hunk route alone (``w = 0``).
 
 When ``calibration.json`` holds ``rerank`` weights, the candidates are then rescored with what the
-classifier cannot see, the rest of the file (:mod:`splice.models.serving.rerank`: names used elsewhere,
+classifier cannot see, the rest of the file (:mod:`splice.models.serving.rerank`: names used
+elsewhere,
 how much each side changed the file, how the file's other hunks lean), as a conditional logit
 with the mixture as its offset.
 

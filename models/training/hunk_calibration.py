@@ -1,6 +1,7 @@
 """Calibrate the resolver on real hunks: route weights, threshold, hunk-level ECE.
 
-:mod:`splice.models.training.calibrate` fits the temperature on labelled pieces. What the driver applies,
+:mod:`splice.models.training.calibrate` fits the temperature on labelled pieces. What the driver
+applies,
 though, is a hunk's best candidate under the two-route mixture of
 :mod:`splice.models.serving.neural`, and it is asked about every conflict hunk, expressible or not.
 This module measures exactly that, on the hunks ``splice eval`` counts (every located hunk):
@@ -32,7 +33,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-#: Rerank weights (:data:`splice.models.serving.rerank.FEATURES` order) or None for the mixture alone.
+#: Rerank weights (:data:`splice.models.serving.rerank.FEATURES` order) or None for the mixture
+#: alone.
 Rerank = np.ndarray | Sequence[float] | None
 
 #: Weights tried for each route mixture.

@@ -1,6 +1,7 @@
 """The git merge driver: merge three files the way git would, then resolve what Splice is sure of.
 
-Contract (``merge.splice.driver = splice driver %O %A %B %L %P``): the result goes into %A only;
+Contract (``merge.splice.driver = /abs/splice driver [-s %S -x %X -y %Y] -- %O %A %B %L %P``, plus
+the shell fallback :mod:`splice.cli.install` writes): the result goes into %A only;
 exit 0 when it is clean, 1 when conflict markers remain. Work is never lost: ``git merge-file -p``
 (same style, marker size and labels) runs first; a clean merge is written as is, and on any
 error, a time-out, text that is not UTF-8 or an input over the size limit its output is what
@@ -13,6 +14,7 @@ makes it sleep past the time-out, so the fallbacks can be checked in real merges
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -20,19 +22,35 @@ import sys
 import threading
 from dataclasses import dataclass
 
-from splice.config import (
+import click
+
+from splice.cli.config import (
     DEFAULT_MARKER_SIZE,
     DEFAULT_MAX_SIZE,
     DEFAULT_RESOLVER,
     DEFAULT_TIMEOUT,
     conflict_style,
 )
+from splice.cli.options import (
+    STYLES,
+    allow_discard_option,
+    confidence,
+    max_size_option,
+    min_confidence_option,
+    resolver_option,
+    timeout_option,
+)
+from splice.data.files import write_atomic
 
 #: Test-only fault injection (see the module docstring).
 FAULT_ENV = "SPLICE_DRIVER_FAULT"
 #: Seconds after the time-out at which a watchdog thread writes the fallback and exits, in case
 #: the main thread is stuck where SIGALRM cannot interrupt it.
 WATCHDOG_GRACE = 5.0
+#: The environment variable that picks the model folder (part of a cached resolver's key).
+MODEL_DIR_ENV = "SPLICE_MODEL_DIR"
+#: Resolvers built in this process, by (name, options): building one loads an ONNX session.
+_RESOLVERS: dict[tuple, object] = {}
 
 
 @dataclass(frozen=True)
@@ -51,6 +69,15 @@ class MergeRequest:
     timeout: float = DEFAULT_TIMEOUT
     min_confidence: float | None = None
     max_size: int = DEFAULT_MAX_SIZE
+    #: Apply answers that drop a side's edits like the rest (``--allow-discard``; also the git
+    #: configuration ``splice.allowDiscard``).
+    allow_discard: bool = False
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.timeout) and self.timeout > 0):
+            raise ValueError(f"timeout must be a positive number of seconds, not {self.timeout}")
+        if self.max_size <= 0:
+            raise ValueError(f"max_size must be a positive number of bytes, not {self.max_size}")
 
 
 @dataclass
@@ -82,14 +109,18 @@ def effective_labels(req: MergeRequest) -> tuple[str, str, str]:
 def git_merge_file(req: MergeRequest, style: str | None) -> tuple[int, bytes] | None:
     """``git merge-file -p`` on the request's files: (number of conflicts, output), None on error.
 
-    ``style`` None leaves the conflict style to git's configuration, as git itself would.
+    ``style`` None leaves the conflict style to git's configuration, as git itself would. A
+    style is also passed as ``--diff3``/``--zdiff3``: outside a repository merge-file reads no
+    configuration, ``-c`` included.
     """
     ours_l, base_l, theirs_l = effective_labels(req)
     cmd = ["git"]
     if style:
         cmd += ["-c", f"merge.conflictStyle={style}"]
     cmd += ["merge-file", "-p", f"--marker-size={req.marker_size}"]
-    cmd += ["-L", ours_l, "-L", base_l, "-L", theirs_l, req.ours, req.base, req.theirs]
+    if style in ("diff3", "zdiff3"):
+        cmd.append(f"--{style}")
+    cmd += ["-L", ours_l, "-L", base_l, "-L", theirs_l, "--", req.ours, req.base, req.theirs]
     try:
         proc = subprocess.run(cmd, capture_output=True, check=False)
     except OSError:
@@ -114,13 +145,24 @@ def _maybe_fault(timeout: float) -> None:
         time.sleep(timeout + 3600)
 
 
+def resolver_for(name: str):
+    """The resolver registered as ``name``, built once per process and options (the model
+    folder): a second merge reuses its ONNX session instead of loading another."""
+    from splice.cli.config import load_resolver
+
+    key = (name, os.environ.get(MODEL_DIR_ENV))
+    if key not in _RESOLVERS:
+        _RESOLVERS[key] = load_resolver(name)
+    return _RESOLVERS[key]
+
+
 def _resolve(req: MergeRequest, texts: tuple[str, str, str], style: str):
     """Run the pipeline (imported here, so clean merges never load it)."""
-    from splice.config import load_resolver
+    from splice.data.git import config_bool
     from splice.resolver.pipeline import Labels, merge_file
 
     _maybe_fault(req.timeout)
-    resolver = load_resolver(req.resolver)
+    resolver = resolver_for(req.resolver)
     ours_l, base_l, theirs_l = effective_labels(req)
     base, ours, theirs = texts
     return merge_file(
@@ -133,6 +175,7 @@ def _resolve(req: MergeRequest, texts: tuple[str, str, str], style: str):
         marker_size=req.marker_size,
         labels=Labels(ours=ours_l, base=base_l, theirs=theirs_l),
         min_confidence=req.min_confidence,
+        allow_discard=req.allow_discard or config_bool("splice.allowDiscard"),
     )
 
 
@@ -204,28 +247,25 @@ def merge(req: MergeRequest, on_fallback=None) -> MergeResult:
     except Exception as exc:  # never lose work: any failure falls back to git's merge
         return fallback(f"internal error ({type(exc).__name__}: {exc}), left to git")
 
-    total = len(outcome.hunks)
     resolved = outcome.resolved
-    summary = f"{resolved} of {total} conflict{'s' * (total != 1)} resolved"
     if resolved == 0:
-        return MergeResult(git_out, 1, summary, conflicts=git_conflicts)
+        return MergeResult(git_out, 1, summary(0, git_conflicts), conflicts=git_conflicts)
     data = outcome.text.encode("utf-8")
+    left = outcome.conflicts_left
     code = 0 if outcome.clean else 1
-    return MergeResult(data, code, summary, conflicts=outcome.conflicts_left, resolved=resolved)
+    kept = sorted({h.kept.describe() for h in outcome.hunks if h.answer and h.kept})
+    message = summary(resolved, left, kept)
+    return MergeResult(data, code, message, conflicts=left, resolved=resolved)
 
 
-def write_atomic(path: str, data: bytes) -> None:
-    """Replace ``path``'s content with ``data`` (through a temporary file, keeping its mode)."""
-    tmp = f"{path}.splice-tmp"
-    try:
-        mode = os.stat(path).st_mode & 0o7777
-    except OSError:
-        mode = None
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-    if mode is not None:
-        os.chmod(tmp, mode)
-    os.replace(tmp, path)
+def summary(resolved: int, left: int, kept: list[str] | None = None) -> str:
+    """The stderr summary: conflicts Splice resolved, what the applied answers kept, and the
+    marker regions left in the file (``2 of 3 conflicts resolved, both sides kept, 1 left``)."""
+    total = resolved + left
+    text = f"{resolved} of {total} conflict{'s' * (total != 1)} resolved"
+    if kept:
+        text += ", " + "; ".join(kept)
+    return f"{text}, {left} left" if resolved and left else text
 
 
 def run(req: MergeRequest, output: str, *, name: str | None = None) -> int:
@@ -244,8 +284,11 @@ def run(req: MergeRequest, output: str, *, name: str | None = None) -> int:
             with lock:
                 if done.is_set():
                     return
-                write_atomic(output, fallback)
-                print(f"splice: {label}: stuck, left to git", file=sys.stderr, flush=True)
+                try:
+                    write_atomic(output, fallback)
+                    print(f"splice: {label}: stuck, left to git", file=sys.stderr, flush=True)
+                except OSError as exc:
+                    print(f"splice: {label}: stuck, cannot write ({exc})", file=sys.stderr)
                 os._exit(1)
 
         watchdog = threading.Timer(req.timeout + WATCHDOG_GRACE, bail)
@@ -282,3 +325,59 @@ def log_outcome(label: str, result: MergeResult) -> None:
         append(label, result.exit_code, result.conflicts, result.resolved, result.message)
     except Exception:  # logging must never change a merge's result
         pass
+
+
+# --------------------------------------------------------------------------- the command
+
+
+@click.command("driver")
+@click.argument("base", metavar="%O")
+@click.argument("ours", metavar="%A")
+@click.argument("theirs", metavar="%B")
+@click.argument("marker_size", metavar="%L", type=int, required=False, default=7)
+@click.argument("path", metavar="%P", required=False)
+@click.option("-s", "base_label", metavar="%S", help="Label of the base version.")
+@click.option("-x", "ours_label", metavar="%X", help="Label of our version.")
+@click.option("-y", "theirs_label", metavar="%Y", help="Label of their version.")
+@click.option("--style", type=STYLES, help="Conflict style [default: merge.conflictStyle].")
+@resolver_option
+@timeout_option
+@min_confidence_option
+@allow_discard_option
+@max_size_option
+def driver_command(
+    base: str,
+    ours: str,
+    theirs: str,
+    marker_size: int,
+    path: str | None,
+    base_label: str | None,
+    ours_label: str | None,
+    theirs_label: str | None,
+    style: str | None,
+    resolver: str,
+    timeout: float,
+    min_confidence: float | None,
+    max_size: int,
+    allow_discard: bool,
+) -> None:
+    """git merge driver: merge %O %A %B into %A (exit 0 clean, 1 conflicts left).
+
+    Installed as ``splice driver [-s %S -x %X -y %Y] -- %O %A %B %L %P``: git's arguments come
+    after ``--``, so a path that looks like an option is still a path.
+    """
+    req = MergeRequest(
+        base=base,
+        ours=ours,
+        theirs=theirs,
+        path=path,
+        marker_size=marker_size if marker_size > 0 else 7,
+        style=style.lower() if style else None,
+        labels=(ours_label, base_label, theirs_label),
+        resolver=resolver,
+        timeout=timeout,
+        min_confidence=confidence(min_confidence),
+        max_size=max_size,
+        allow_discard=allow_discard,
+    )
+    sys.exit(run(req, ours))

@@ -10,22 +10,51 @@ repository's ``.gitattributes`` (or, with ``--global``, the file ``core.attribut
 
 git passes the labels %S/%X/%Y to drivers only from 2.44 on (older versions pass the literal
 text), so the ``-s %S -x %X -y %Y`` options are written only for git >= 2.44.
+
+The commands name the ``splice`` executable by its absolute path (a GUI client or a shell without
+the virtual environment still finds it) and pass git's arguments after ``--`` (a file named
+``-h.py`` is data, not an option). The driver command is a small POSIX-sh line::
+
+    a=$(cksum <%A); '/venv/bin/splice' driver -- %O %A %B %L %P || { s=$?;
+      [ "$(cksum <%A)" = "$a" ] || exit $s; echo splice: %P: ... >&2;
+      git merge-file --marker-size=%L -L ours -L base -L theirs -- %A %O %B; exit 1; }
+
+When the driver fails (any non-zero exit: 1 with markers left, 126/127 when it cannot run, a
+signal, a Python that dies before the driver's own guard) and %A is byte for byte what git gave
+it, the driver wrote nothing, so ``git merge-file`` writes its markers into %A. The driver writes
+%A only by replacing it whole, and a result with markers left always differs from ours, so a
+changed %A is the driver's own answer and is kept. (A marker-line test could not tell: ours may
+hold marker-like lines itself.) The status is then 1, a conflict, even where git merge-file
+merged cleanly: a driver that did not run is worth a look.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
-from splice.config import TOOL_NAME
+import click
+
+from splice.cli.config import TOOL_NAME
+from splice.data import git
 
 BEGIN = f"# {TOOL_NAME}: begin (added by `splice install`, removed by `splice uninstall`)"
 END = f"# {TOOL_NAME}: end"
 RECORD = f"{TOOL_NAME}.installed"
-MERGETOOL_CMD = 'splice mergetool "$BASE" "$LOCAL" "$REMOTE" "$MERGED"'
+#: What ``splice install`` wrote before the absolute path and the shell fallback (uninstall still
+#: recognises these; install replaces them).
+LEGACY_DRIVER = (
+    "splice driver %O %A %B %L %P",
+    "splice driver %O %A %B %L %P -s %S -x %X -y %Y",
+)
+LEGACY_MERGETOOL = 'splice mergetool "$BASE" "$LOCAL" "$REMOTE" "$MERGED"'
+#: Where a clean login shell looks for commands (POSIX ``getconf PATH`` plus the usual extras).
+DEFAULT_PATH = ("/usr/local/bin", "/usr/bin", "/bin", "/usr/local/sbin", "/usr/sbin", "/sbin")
 
 
 class InstallError(Exception):
@@ -33,7 +62,7 @@ class InstallError(Exception):
 
 
 def _git(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(["git", *args], capture_output=True, text=True, check=False)
+    proc = git.run(args, text=True)
     if check and proc.returncode != 0:
         raise InstallError(proc.stderr.strip() or f"git {' '.join(args)} failed")
     return proc
@@ -46,21 +75,120 @@ def git_version() -> tuple[int, int]:
     return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
 
 
-def driver_command(version: tuple[int, int] | None = None) -> str:
-    """The ``merge.splice.driver`` value for this git (labels only where git passes them)."""
-    cmd = "splice driver %O %A %B %L %P"
-    if (version or git_version()) >= (2, 44):
-        cmd += " -s %S -x %X -y %Y"
-    return cmd
+def _is_executable(path: str) -> bool:
+    return os.path.isfile(path) and os.access(path, os.X_OK)
+
+
+def splice_command() -> list[str]:
+    """The absolute command that runs this installation's ``splice``.
+
+    The console script that is running (``sys.argv[0]``), else the one beside this Python or in
+    its scripts folder, else ``python -m splice`` with this Python.
+    """
+    argv0 = sys.argv[0] if sys.argv else ""
+    if os.path.basename(argv0) == TOOL_NAME and _is_executable(argv0):
+        return [os.path.abspath(argv0)]
+    folders = [os.path.dirname(sys.executable), sysconfig.get_path("scripts")]
+    for folder in folders:
+        candidate = os.path.join(folder, TOOL_NAME)
+        if folder and _is_executable(candidate):
+            return [os.path.abspath(candidate)]
+    return [os.path.abspath(sys.executable), "-m", TOOL_NAME]
+
+
+def _quoted(command: list[str]) -> str:
+    return " ".join(shlex.quote(word) for word in command)
+
+
+def driver_command(version: tuple[int, int] | None = None, exe: str | None = None) -> str:
+    """The ``merge.splice.driver`` value for this git (labels only where git passes them).
+
+    ``exe`` is the shell-quoted command that runs splice (default: :func:`splice_command`).
+    """
+    exe = _quoted(splice_command()) if exe is None else exe
+    exe = exe.replace("%", "%%")  # git expands %X in the whole line
+    labels = (version or git_version()) >= (2, 44)
+    options = "-s %S -x %X -y %Y " if labels else ""
+    names = "-L %X -L %S -L %Y" if labels else "-L ours -L base -L theirs"
+    return (
+        f"a=$(cksum <%A); {exe} driver {options}-- %O %A %B %L %P || {{ s=$?; "
+        f'[ "$(cksum <%A)" = "$a" ] || exit $s; '
+        f'echo splice: %P: "the driver wrote nothing (exit $s): git merge-file merged it" >&2; '
+        f"git merge-file --marker-size=%L {names} -- %A %O %B; exit 1; }}"
+    )
+
+
+def mergetool_command(exe: str | None = None) -> str:
+    """The ``mergetool.splice.cmd`` value (git evaluates it in a shell that sets $BASE...)."""
+    exe = _quoted(splice_command()) if exe is None else exe
+    return f'{exe} mergetool -- "$BASE" "$LOCAL" "$REMOTE" "$MERGED"'
+
+
+def _template_match(value: str, template: str) -> bool:
+    """Whether ``value`` is ``template`` with its ``\0`` replaced by one shell-quoted command."""
+    head, _, tail = template.partition("\0")
+    if not (value.startswith(head) and value.endswith(tail)) or len(value) < len(head + tail):
+        return False
+    middle = value[len(head) : len(value) - len(tail)].replace("%%", "%")
+    try:
+        words = shlex.split(middle)
+    except ValueError:
+        return False
+    return bool(words) and _quoted(words) == middle
+
+
+def _template_words(value: str, template: str) -> list[str] | None:
+    """The command in ``value`` where ``template`` has its ``\0`` (None when it does not fit)."""
+    if not _template_match(value, template):
+        return None
+    head, _, tail = template.partition("\0")
+    return shlex.split(value[len(head) : len(value) - len(tail)].replace("%%", "%"))
+
+
+def driver_executable(value: str) -> list[str] | None:
+    """The command that runs splice in a ``merge.splice.driver`` value some install wrote
+    (``["splice"]`` for the old, PATH-dependent values), else None."""
+    if value in LEGACY_DRIVER:
+        return [TOOL_NAME]
+    for version in ((2, 0), (2, 44)):
+        words = _template_words(value, driver_command(version, "\0"))
+        if words:
+            return words
+    return None
+
+
+def written_by_install(key: str, value: str) -> bool:
+    """Whether ``value`` of ``key`` is one that some ``splice install`` wrote (any executable)."""
+    if key == f"merge.{TOOL_NAME}.driver":
+        return driver_executable(value) is not None
+    if key == f"mergetool.{TOOL_NAME}.cmd":
+        return value == LEGACY_MERGETOOL or _template_match(value, mergetool_command("\0"))
+    return value == wanted_config().get(key)
 
 
 def wanted_config() -> dict[str, str]:
     return {
         f"merge.{TOOL_NAME}.name": "Splice merge-conflict resolver",
         f"merge.{TOOL_NAME}.driver": driver_command(),
-        f"mergetool.{TOOL_NAME}.cmd": MERGETOOL_CMD,
+        f"mergetool.{TOOL_NAME}.cmd": mergetool_command(),
         f"mergetool.{TOOL_NAME}.trustExitCode": "true",
     }
+
+
+def venv_warning(command: list[str]) -> str | None:
+    """One line when the executable lives where a clean shell would not look for it."""
+    folder = os.path.dirname(command[0])
+    if folder in DEFAULT_PATH:
+        return None
+    in_venv = sys.prefix != sys.base_prefix or os.path.isfile(
+        os.path.join(os.path.dirname(folder), "pyvenv.cfg")
+    )
+    where = "a virtual environment" if in_venv else "a folder"
+    return (
+        f"splice: note: {command[0]} lives in {where} ({folder}) that a clean shell does not have "
+        "on PATH; the commands name it by its absolute path, so merges work from any shell, "
+        "but it must stay there (re-run `splice install` if it moves)"
+    )
 
 
 def extensions_for(languages: str | None) -> list[str]:
@@ -196,6 +324,9 @@ def install(*, global_: bool = False, languages: str | None = None, hooks: bool 
         print(f"splice: error: {exc}", file=sys.stderr)
         return 2
     where = "user-wide" if global_ else "in this repository"
+    warning = venv_warning(splice_command())
+    if warning:
+        print(warning, file=sys.stderr)
     if not changes:
         print(f"splice is already installed {where}; nothing changed")
     for line in changes:
@@ -210,7 +341,8 @@ def uninstall(*, global_: bool = False) -> int:
         changes: list[str] = []
         wanted = wanted_config()
         for key in setup.get_all(f"{RECORD}.key"):
-            if key in wanted and setup.get(key) == wanted[key]:
+            value = setup.get(key)
+            if key in wanted and value is not None and written_by_install(key, value):
                 setup.unset(key)
                 changes.append(f"unset {key}")
         for section in (f"merge.{TOOL_NAME}", f"mergetool.{TOOL_NAME}"):
@@ -253,3 +385,25 @@ def uninstall(*, global_: bool = False) -> int:
     for line in changes:
         print(line)
     return 0
+
+
+# --------------------------------------------------------------------------- the command
+
+
+@click.command("install")
+@click.option("--global", "global_", is_flag=True, help="Install for the user, not the repo.")
+@click.option("--languages", help="Comma-separated languages or extensions (e.g. py,java).")
+@click.option("--hooks", is_flag=True, help="Also install the pre-commit and post-merge hooks.")
+def install_command(global_: bool, languages: str | None, hooks: bool) -> None:
+    """Register the merge driver and mergetool, and route the languages' files to it."""
+    sys.exit(install(global_=global_, languages=languages, hooks=hooks))
+
+
+# --------------------------------------------------------------------------- the command
+
+
+@click.command("uninstall")
+@click.option("--global", "global_", is_flag=True, help="Uninstall the user-wide setup.")
+def uninstall_command(global_: bool) -> None:
+    """Remove exactly what ``splice install`` added."""
+    sys.exit(uninstall(global_=global_))

@@ -1,15 +1,48 @@
 """``splice merge-weights`` and ``splice merge-adapters``: the model-merging engine's commands.
 
-Both import torch (through :mod:`splice.models.merging`) only when they run.
+Both import torch (through :mod:`splice.models.merging`) only when they run. Bad input (a
+configuration, a model, an output folder) gets one ``Error:`` line on stderr and exit 1; the
+engine's warnings (unused parameters, NaN/Inf tensors) one ``warning:`` line each.
 """
 
 from __future__ import annotations
 
 import sys
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
 
 import click
 
 _DEVICES = click.Choice(["cpu", "cuda"], case_sensitive=False)
+_FORCE_HELP = (
+    "Replace the model files of a non-empty OUT_DIR that no Splice merge wrote "
+    "(a previous merge's output is always replaced)."
+)
+
+T = TypeVar("T")
+
+
+@contextmanager
+def _echo_warnings() -> Iterator[None]:
+    """Print each warning raised inside the block as one ``warning:`` line, even on failure."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        finally:
+            for item in caught:
+                click.echo(f"warning: {item.message}", err=True)
+
+
+def _run(work: Callable[[], T]) -> T:
+    """``work()``, its failures on bad input turned into one line and exit 1."""
+    try:
+        with _echo_warnings():
+            return work()
+    except (ValueError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @click.command("merge-weights")
@@ -22,6 +55,7 @@ _DEVICES = click.Choice(["cpu", "cuda"], case_sensitive=False)
     "--sort-ties", is_flag=True, help="Break magnitude ties with a full sort, as mergekit."
 )
 @click.option("--progress/--no-progress", default=None, help="[default: when stderr is a tty]")
+@click.option("--force", is_flag=True, help=_FORCE_HELP)
 def merge_weights_command(
     config: str,
     out_dir: str,
@@ -30,21 +64,30 @@ def merge_weights_command(
     device: str,
     sort_ties: bool,
     progress: bool | None,
+    force: bool,
 ) -> None:
-    """Merge model weights as CONFIG (a mergekit YAML file) says; write the model to OUT_DIR."""
-    from splice.models.merging import merge
+    """Merge model weights as CONFIG (a mergekit YAML file) says; write the model to OUT_DIR.
+
+    OUT_DIR must not be an input model; it is written whole or not at all.
+    """
+    from splice.models.merging import MergeReport, merge
     from splice.models.merging.sparsify import full_sort_ties
 
     show = sys.stderr.isatty() if progress is None else progress
-    try:
+
+    def work() -> MergeReport:
         with full_sort_ties(sort_ties):
-            report = merge(
-                config, out_dir, seed=seed, shard_size=shard_size, device=device, progress=show
+            return merge(
+                config,
+                out_dir,
+                seed=seed,
+                shard_size=shard_size,
+                device=device,
+                progress=show,
+                force=force,
             )
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
-    for note in report.warnings:
-        click.echo(f"warning: {note}", err=True)
+
+    report = _run(work)
     click.echo(
         f"{report.method}: wrote {report.tensors} tensors in {len(report.shards)} shard(s) to "
         f"{report.out_dir} in {report.seconds:.1f}s"
@@ -63,6 +106,7 @@ def merge_weights_command(
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of dare/della.")
 @click.option("--shard-size", default="2GB", show_default=True, help="Largest output shard.")
 @click.option("--device", type=_DEVICES, default="cpu", show_default=True)
+@click.option("--force", is_flag=True, help=_FORCE_HELP)
 def merge_adapters_command(
     config: str,
     out_dir: str,
@@ -71,12 +115,16 @@ def merge_adapters_command(
     seed: int,
     shard_size: str,
     device: str,
+    force: bool,
 ) -> None:
-    """Merge the LoRA adapters of CONFIG in the space of their weight deltas into OUT_DIR."""
+    """Merge the LoRA adapters of CONFIG in the space of their weight deltas into OUT_DIR.
+
+    OUT_DIR must not be an input adapter or the base model; it is written whole or not at all.
+    """
     from splice.models.merging import merge_adapters
 
-    try:
-        report = merge_adapters(
+    report = _run(
+        lambda: merge_adapters(
             config,
             out_dir,
             seed=seed,
@@ -84,9 +132,9 @@ def merge_adapters_command(
             output=output,
             shard_size=shard_size,
             device=device,
+            force=force,
         )
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
+    )
     line = (
         f"{report.method} ({report.mode}): merged {report.modules} modules into "
         f"{report.out_dir} as {report.output}"

@@ -19,12 +19,23 @@ from __future__ import annotations
 
 import difflib
 import os
-import subprocess
 import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from splice.config import DEFAULT_RESOLVER
+import click
+
+from splice.cli.config import DEFAULT_RESOLVER
+from splice.cli.options import (
+    allow_discard_option,
+    confidence,
+    min_confidence_option,
+    resolver_option,
+)
+from splice.data.git import config_bool, index_stages, unmerged_paths
+
+#: Marker-shaped lines reported per file before the rest are only counted.
+MAX_MARKERS_SHOWN = 5
 
 if TYPE_CHECKING:
     from splice.resolver.resolvers import Resolver, Suggestion
@@ -115,34 +126,124 @@ def explain(path: str, outcome: FileOutcome, top_k: int = 3) -> str:
     return "\n".join(lines)
 
 
-def _git(args: list[str], cwd: str | None = None) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, check=False)
+def _marker_shape(line: str) -> str | None:
+    """The marker char of a line shaped like git's conflict markers, else None.
 
-
-def index_stages(path: str) -> tuple[str, str, str] | None:
-    """The base, ours and theirs versions of an unmerged ``path`` from git's index, if any."""
-    folder, name = os.path.split(os.path.abspath(path))
-    texts = []
-    for stage in (1, 2, 3):
-        proc = _git(["show", f":{stage}:./{name}"], cwd=folder)
-        if proc.returncode != 0:
-            return None
-        try:
-            texts.append(proc.stdout.decode("utf-8"))
-        except UnicodeDecodeError:
-            return None
-    return texts[0], texts[1], texts[2]
-
-
-def unmerged_paths() -> list[str] | None:
-    """The unmerged files of the current repository (None outside a repository)."""
-    top = _git(["rev-parse", "--show-toplevel"])
-    if top.returncode != 0:
+    As the parser reads them: 7 or more of one of ``<``, ``|``, ``=``, ``>``, then the end of the
+    line or (not for ``=``) a space and a label; any marker size counts.
+    """
+    char = line[:1]
+    if char not in ("<", "|", "=", ">"):
         return None
-    root = top.stdout.decode().strip()
-    proc = _git(["diff", "--name-only", "--diff-filter=U", "-z"])
-    names = [n for n in proc.stdout.decode("utf-8", "surrogateescape").split("\0") if n]
-    return [os.path.relpath(os.path.join(root, n)) for n in dict.fromkeys(names)]
+    body = line.removesuffix("\n").removesuffix("\r")
+    size = len(body) - len(body.lstrip(char))
+    rest = body[size:]
+    if size < 7 or (rest and (char == "=" or rest[0] != " ")):
+        return None
+    return char
+
+
+@dataclass
+class MarkersLeft:
+    """Where conflict markers are left in a text (1-based lines)."""
+
+    #: First lines of complete conflicts left as they were (counted, not resolved).
+    conflicts: list[int] = field(default_factory=list)
+    #: Marker-shaped lines outside those conflicts, with their text: malformed markers.
+    stray: list[tuple[int, str]] = field(default_factory=list)
+
+
+def markers_left(text: str, original: str | None = None) -> MarkersLeft:
+    """The conflicts and the stray marker lines left in ``text`` (``original``: before resolving).
+
+    Stray lines are what malformed markers leave (a missing ``=======``, a stray ``<<<<<<<`` or
+    ``>>>>>>>``, a nested conflict, mixed marker sizes). A complete conflict of ``text`` counts
+    as a conflict left when ``original`` holds the same conflict; one that resolving made
+    complete (the outer markers of a nested conflict) is stray. A lone ``=======`` line is also a
+    Markdown or reStructuredText heading underline, so ``=`` lines count only in a file with some
+    other stray marker line.
+    """
+    from collections import Counter
+
+    from splice.resolver.chunks import split_lines
+    from splice.resolver.markers import parse
+
+    known = Counter(c.text() for c in parse(original).conflicts) if original else Counter()
+    left = MarkersLeft()
+    inside: set[int] = set()
+    for c in parse(text).conflicts:
+        if known[c.text()] > 0:
+            known[c.text()] -= 1
+            left.conflicts.append(c.start + 1)
+            inside.update(range(c.start, c.end))
+    found = [
+        (n, line, char)
+        for n, line in enumerate(split_lines(text))
+        if n not in inside and (char := _marker_shape(line)) is not None
+    ]
+    if any(char != "=" for _, _, char in found):
+        left.stray = [(n + 1, line.rstrip("\r\n")) for n, line, _ in found]
+    return left
+
+
+def _say(message: str) -> None:
+    print(f"splice: {message}", file=sys.stderr)
+
+
+def _checked_paths(paths: list[str], follow_links: bool) -> tuple[list[str], int]:
+    """The files to work on and the status so far; status 2 when a named path is bad input.
+
+    Without ``paths``, the repository's unmerged files: those that are not regular files in the
+    work tree (deleted on one side, a submodule, a conflicted symbolic link) are skipped with a
+    note and make the status 1.
+    """
+    if not paths:
+        found = unmerged_paths()
+        if found is None:
+            _say("error: no PATH given and not in a git repository")
+            return [], 2
+        if not found:
+            _say("no unmerged files")
+            return [], 0
+        kept: list[str] = []
+        for p in found:
+            if os.path.islink(p):
+                _say(f"{p}: a conflicted symbolic link, skipped (resolve it with git)")
+            elif os.path.isdir(p):
+                _say(f"{p}: unmerged directory (a submodule?), skipped")
+            elif not os.path.isfile(p):  # e.g. deleted on one side: nothing to resolve
+                _say(f"{p}: unmerged but not in the work tree, skipped")
+            else:
+                kept.append(p)
+        return kept, int(len(kept) < len(found))
+    bad = False
+    for p in paths:
+        if os.path.islink(p) and not follow_links:
+            _say(f"error: {p}: is a symbolic link, left as is (--follow-links resolves it)")
+        elif not os.path.lexists(p):
+            _say(f"error: {p}: no such file")
+        elif os.path.isdir(p):
+            _say(f"error: {p}: is a directory")
+        else:
+            continue
+        bad = True
+    return paths, 2 if bad else 0
+
+
+def _save(path: str, raw: bytes, data: bytes, *, backup: bool, follow_links: bool) -> bool:
+    """Keep the original bytes (``backup``), then write ``data``; False (said why) on failure."""
+    from splice.data.files import describe, write_atomic, write_backup
+
+    try:
+        if backup:
+            kept = write_backup(path, raw)
+            if kept != f"{path}.orig":
+                _say(f"{path}: {path}.orig exists, the original is kept in {kept}")
+        write_atomic(path, data, follow_links=follow_links)
+    except OSError as exc:
+        _say(f"error: {describe(exc)}; {path} left as it was")
+        return False
+    return True
 
 
 def run_resolve(
@@ -153,61 +254,81 @@ def run_resolve(
     resolver: str = DEFAULT_RESOLVER,
     min_confidence: float | None = None,
     explain_to: bool = False,
+    follow_links: bool = False,
+    allow_discard: bool = False,
 ) -> int:
-    """Resolve ``paths`` (default: the unmerged files); exit 0 all resolved, 1 not, 2 bad input."""
-    status = 0
-    if not paths:
-        found = unmerged_paths()
-        if found is None:
-            print("splice: error: no PATH given and not in a git repository", file=sys.stderr)
-            return 2
-        if not found:
-            print("splice: no unmerged files", file=sys.stderr)
-            return 0
-        paths = [p for p in found if os.path.isfile(p)]
-        for p in found:
-            if p not in paths:  # e.g. deleted on one side: nothing to resolve in the file
-                print(f"splice: {p}: unmerged but not in the work tree, skipped", file=sys.stderr)
-        if len(paths) < len(found):
-            status = 1
-    missing = [p for p in paths if not os.path.isfile(p)]
-    if missing:
-        for p in missing:
-            print(f"splice: error: {p}: no such file", file=sys.stderr)
-        return 2
+    """Resolve ``paths`` (default: the unmerged files) in place; returns the exit status.
 
-    from splice.config import load_resolver
+    0: no conflict marker is left in any file. 1: markers are left (a conflict not resolved, or
+    a stray marker line of malformed markers, each said as ``PATH:LINE``), or a file was skipped
+    (binary, not UTF-8, an unmerged path that is not a regular file). 2: bad input: a named path
+    that is missing, a directory or a symbolic link (unless ``follow_links``: then its target is
+    resolved explicitly and written, the link stays a link), a file that cannot be read or
+    written, an unknown resolver. A bad path on the command line stops before any file changes.
+
+    The backup ``PATH.orig`` holds the bytes from before this run; an existing one is never
+    overwritten (the next free ``PATH.orig.N`` is used, see :func:`splice.data.files.write_backup`).
+    """
+    from splice.data.files import describe, looks_binary, read_regular, resolve_target
+
+    paths, status = _checked_paths(paths, follow_links)
+    if status == 2 or not paths:
+        return status
+
+    from splice.cli.config import load_resolver
 
     try:
         engine = load_resolver(resolver)
     except KeyError as exc:
-        print(f"splice: error: {exc.args[0]}", file=sys.stderr)
+        _say(f"error: {exc.args[0]}")
         return 2
 
     for path in paths:
-        with open(path, "rb") as fh:
-            raw = fh.read()
+        try:
+            target = resolve_target(path, follow_links=follow_links)
+            raw = read_regular(path, follow_links=follow_links)
+        except OSError as exc:
+            _say(f"error: {describe(exc)}")
+            status = 2
+            continue
+        if looks_binary(raw):
+            _say(f"{path}: binary file, skipped")
+            status = max(status, 1)
+            continue
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
-            print(f"splice: {path}: not UTF-8 text, skipped", file=sys.stderr)
-            status = 1
+            _say(f"{path}: not UTF-8 text, skipped")
+            status = max(status, 1)
             continue
         outcome = resolve_text(
-            text, engine, path=path, min_confidence=min_confidence, stages=index_stages(path)
+            text,
+            engine,
+            path=path,
+            min_confidence=min_confidence,
+            stages=index_stages(target),
+            allow_discard=allow_discard or config_bool("splice.allowDiscard"),
         )
-        if outcome.total == 0:
-            print(f"splice: {path}: no conflict markers", file=sys.stderr)
+        left = markers_left(outcome.text, text)
+        if left.conflicts or left.stray:
+            status = max(status, 1)
+        if outcome.total == 0 and not left.stray:
+            _say(f"{path}: no conflict markers")
             continue
-        if explain_to:
+        if explain_to and outcome.total:
             print(explain(path, outcome))
-        n = outcome.total
-        print(
-            f"splice: {path}: {outcome.resolved} of {n} conflict{'s' * (n != 1)} resolved",
-            file=sys.stderr,
-        )
+        if outcome.total:
+            n = outcome.total
+            _say(f"{path}: {outcome.resolved} of {n} conflict{'s' * (n != 1)} resolved")
+        # --explain already says where each conflict is and why it was left
+        where = [] if explain_to else [(n, "conflict left for a human") for n in left.conflicts]
+        where += [(n, f"conflict marker left (malformed): {m!r}") for n, m in left.stray]
+        for line, what in sorted(where)[:MAX_MARKERS_SHOWN]:
+            _say(f"{path}:{line}: {what}")
+        if len(where) > MAX_MARKERS_SHOWN:
+            _say(f"{path}: and {len(where) - MAX_MARKERS_SHOWN} more marker lines left")
         if not outcome.clean:
-            status = 1
+            status = max(status, 1)
         if outcome.resolved == 0:
             continue
         if dry_run:
@@ -220,10 +341,57 @@ def run_resolve(
             for line in diff:
                 sys.stdout.write(line if line.endswith("\n") else line + "\n")
             continue
-        if backup:
-            with open(f"{path}.orig", "wb") as fh:
-                fh.write(raw)
-        from splice.cli.driver import write_atomic
-
-        write_atomic(path, outcome.text.encode("utf-8"))
+        data = outcome.text.encode("utf-8")
+        if not _save(path, raw, data, backup=backup, follow_links=follow_links):
+            status = 2
     return status
+
+
+# --------------------------------------------------------------------------- the command
+
+
+@click.command("resolve")
+@click.argument("paths", nargs=-1, type=click.Path(dir_okay=False))
+@click.option("--dry-run", is_flag=True, help="Print a unified diff; write nothing.")
+@click.option("--no-backup", is_flag=True, help="Do not keep PATH.orig.")
+@resolver_option
+@min_confidence_option
+@allow_discard_option
+@click.option(
+    "--explain", is_flag=True, help="Print each conflict's outcome and top-3 suggestions."
+)
+@click.option(
+    "--follow-links",
+    is_flag=True,
+    help="Resolve the file a symbolic link PATH points to (default: refuse links).",
+)
+def resolve_command(
+    paths: tuple[str, ...],
+    dry_run: bool,
+    no_backup: bool,
+    resolver: str,
+    min_confidence: float | None,
+    explain: bool,
+    follow_links: bool,
+    allow_discard: bool,
+) -> None:
+    """Resolve conflict markers already in files (default: the repository's unmerged files).
+
+    PATH.orig keeps each changed file's bytes from before the run; an existing PATH.orig is
+    never overwritten (PATH.orig.1, .2... are used). Exit status: 0 no conflict marker left;
+    1 markers left (unresolved or malformed conflicts, said as PATH:LINE) or a file skipped
+    (binary, not UTF-8); 2 bad input (a missing path, a directory, a symbolic link without
+    --follow-links, a file that cannot be read or written).
+    """
+    sys.exit(
+        run_resolve(
+            list(paths),
+            dry_run=dry_run,
+            backup=not no_backup,
+            resolver=resolver,
+            min_confidence=confidence(min_confidence),
+            explain_to=explain,
+            follow_links=follow_links,
+            allow_discard=allow_discard,
+        )
+    )

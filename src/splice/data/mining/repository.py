@@ -1,6 +1,7 @@
 """Mining repositories: conflicting file merges, with what the humans committed (``splice mine``).
 
-Each repository's two-parent merges are replayed (:mod:`splice.data.mining.extract`) in an order spread
+Each repository's two-parent merges are replayed (:mod:`splice.data.mining.extract`) in an order
+spread
 evenly over its history, until ``--max`` files are kept; the records go to a shard in exactly
 the format of the merges data set (:mod:`splice.data.mining.shard`), resumable after a stop. With
 several repositories, records repeated across them are dropped from the later shards. ``--ray

@@ -4,6 +4,8 @@ Keys (camelCase, at the top level or under a ``"splice"`` section):
 
 - ``confidenceThreshold`` (0..1, default: the resolver's calibrated threshold, else 0.85): a
   suggestion at least this sure is "confident" (named in diagnostics, applied by fix-all);
+- ``debounceMs`` (0..10000, default 150): after a change, wait this long without another change
+  before analysing the document (a burst of keystrokes is analysed once, at its last version);
 - ``diagnostics`` (bool, default true): publish one diagnostic per conflict;
 - ``modelPath`` (folder with ``model.onnx``, ``tokenizer.json``, ``calibration.json``): use the
   neural resolver from there (falling back to ``token-merge`` when it cannot be loaded);
@@ -26,6 +28,7 @@ class Settings:
     """What the client configured; None leaves a value to the resolver's default."""
 
     confidence_threshold: float | None = None
+    debounce_ms: int = 150
     diagnostics: bool = True
     model_path: str | None = None
     resolver: str = DEFAULT_RESOLVER
@@ -54,6 +57,18 @@ class Settings:
                 new = replace(new, confidence_threshold=float(value))
             else:
                 problems.append(f"confidenceThreshold must be a number in [0, 1], not {value!r}")
+        if "debounceMs" in raw:
+            value = raw["debounceMs"]
+            if (
+                isinstance(value, int | float)
+                and not isinstance(value, bool)
+                and 0 <= value <= 10000
+            ):
+                new = replace(new, debounce_ms=int(value))
+            else:
+                problems.append(
+                    f"debounceMs must be a number of milliseconds in [0, 10000], not {value!r}"
+                )
         if "diagnostics" in raw:
             value = raw["diagnostics"]
             if isinstance(value, bool):

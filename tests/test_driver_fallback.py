@@ -261,3 +261,65 @@ def test_style_outside_a_repository(
 
 def test_splice_command_finds_this_environment() -> None:
     assert splice_command() == [str(Path(BIN_DIR) / "splice")]
+
+
+def _doctor(repo: GitRepo, *args: str) -> subprocess.CompletedProcess[str]:
+    cmd = [str(Path(BIN_DIR) / "splice"), "doctor", *args]
+    return subprocess.run(cmd, cwd=repo.path, capture_output=True, text=True, timeout=300)
+
+
+def test_doctor_healthy_after_install(git_repo: GitRepo) -> None:
+    subprocess.run(
+        [str(Path(BIN_DIR) / "splice"), "install", "--languages", "py"],
+        cwd=git_repo.path,
+        check=True,
+        capture_output=True,
+    )
+    proc = _doctor(git_repo)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "runs from a clean shell and merges" in proc.stdout
+    assert "attributes send *.py to the driver" in proc.stdout
+    assert proc.stdout.splitlines()[-1] == "healthy"
+
+
+def test_doctor_finds_each_problem(git_repo: GitRepo, tmp_path: Path) -> None:
+    proc = _doctor(git_repo)
+    assert proc.returncode == 1 and "no merge.splice.driver is configured" in proc.stdout
+    assert "run `splice install`" in proc.stdout
+
+    git_repo.use_driver()  # the old value: found through PATH, no fallback
+    proc = _doctor(git_repo)
+    assert proc.returncode == 1 and "finds splice through PATH" in proc.stdout
+
+    exe = _copy_of_splice(tmp_path)
+    _configure(git_repo, shlex.quote(str(exe)))
+    assert _doctor(git_repo).returncode == 0
+    exe.write_text("#!/bin/sh\nexit 127\n")
+    proc = _doctor(git_repo)
+    assert proc.returncode == 1
+    assert f"`{exe} --version` fails from a clean shell" in proc.stdout
+    exe.unlink()
+    assert "fails from a clean shell" in _doctor(git_repo).stdout
+
+    # a driver whose package cannot import: --version fails (ModuleNotFoundError)
+    exe.write_text(f"#!{sys.executable}\nimport splice_package_that_is_not_installed\n")
+    exe.chmod(0o755)
+    proc = _doctor(git_repo)
+    assert proc.returncode == 1 and "ModuleNotFoundError" in proc.stdout
+
+    _configure(git_repo, shlex.quote(str(Path(BIN_DIR) / "splice")))
+    (git_repo.path / ".git" / "info" / "attributes").write_text("")
+    proc = _doctor(git_repo)
+    assert proc.returncode == 1 and "no file type is sent to the driver" in proc.stdout
+
+
+@pytest.mark.parametrize("name", ["-hx.py", "-s"])
+def test_old_config_with_option_like_paths_keeps_markers(git_repo: GitRepo, name: str) -> None:
+    """With an old config (no ``--``), git's path still reaches click as an option: the entry
+    point's guard sees that the driver did not run and writes git's markers."""
+    git_repo.use_driver()
+    git_repo.conflict_branches({name: (BASE, OURS, THEIRS)})
+    proc = git_repo.merge()
+    assert proc.returncode == 1 and "CONFLICT (content)" in proc.stdout
+    assert git_repo.read(name) == _expected(git_repo)
+    assert "git merge-file wrote the markers" in proc.stderr

@@ -197,13 +197,15 @@ def analyze(
     threshold: float,
     stages: Callable[[], tuple[str, str, str] | None] | None = None,
     encoding: str = types.PositionEncodingKind.Utf16,
-    min_confidence: float | None = None,
+    allow_discard: bool = False,
 ) -> Analysis:
     """Find the conflicts of ``text`` and decide each through the pipeline with ``engine``
     (None: nobody is asked).
 
-    ``stages`` gives the file's base, ours and theirs in git's index; ``min_confidence`` is the
-    user's threshold (None: the resolver's calibrated ones; ``threshold`` is only shown).
+    ``stages`` gives the file's base, ours and theirs in git's index; ``threshold`` is what an
+    answer that keeps both sides needs (the user's ``confidenceThreshold``, else the resolver's
+    calibrated one); answers that drop a side need the resolver's stricter threshold, or are only
+    suggested, unless ``allow_discard``.
     """
     from splice.resolver.languages import language_for_path
     from splice.resolver.markers import ParsedConflict
@@ -220,10 +222,10 @@ def analyze(
         return result
     found = stages() if stages else None
     resolver = _Cached(engine) if engine is not None else None
-    rule = DecisionRule.for_resolver(resolver, min_confidence=min_confidence)
-    outcome = merge_marked(
-        text, resolver, path=path, lang=lang, stages=found, min_confidence=min_confidence, rule=rule
+    rule = DecisionRule.for_resolver(
+        resolver, min_confidence=threshold, allow_discard=allow_discard
     )
+    outcome = merge_marked(text, resolver, path=path, lang=lang, stages=found, rule=rule)
     from splice.resolver.pipeline import rebuild
 
     base_v, ours_v, theirs_v = rebuild(text).versions

@@ -8,6 +8,7 @@ from splice.lsp.analysis import Analysis, ConflictView
 SOURCE = "splice"
 CODE = "merge-conflict"
 NO_SUGGESTION = "no confident suggestion"
+PENDING = "Merge conflict (Splice is still computing a suggestion)"
 
 
 def message(view: ConflictView) -> str:
@@ -26,10 +27,10 @@ def message(view: ConflictView) -> str:
     return f"Merge conflict: {NO_SUGGESTION}{why}"
 
 
-def diagnostic(view: ConflictView) -> types.Diagnostic:
+def diagnostic(view: ConflictView, pending: bool = False) -> types.Diagnostic:
     return types.Diagnostic(
         range=view.range,
-        message=message(view),
+        message=PENDING if pending and not view.candidates else message(view),
         severity=types.DiagnosticSeverity.Information,
         source=SOURCE,
         code=CODE,
@@ -37,6 +38,7 @@ def diagnostic(view: ConflictView) -> types.Diagnostic:
     )
 
 
-def diagnostics(analysis: Analysis) -> list[types.Diagnostic]:
-    """The document's diagnostics (empty when the markers are gone)."""
-    return [diagnostic(view) for view in analysis.conflicts]
+def diagnostics(analysis: Analysis, pending: bool = False) -> list[types.Diagnostic]:
+    """The document's diagnostics (empty when the markers are gone); ``pending``: the analysis
+    holds the markers only, the resolver has not answered yet."""
+    return [diagnostic(view, pending) for view in analysis.conflicts]

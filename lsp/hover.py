@@ -1,5 +1,10 @@
 """Hover on a conflict: what each side changed against the base, token by token, and the top-3
-candidates with their probabilities, in Markdown."""
+candidates with their confidences, in Markdown.
+
+A candidate's confidence is the resolver's estimate that this candidate is right, made for each
+candidate on its own (calibrated separately), not a share of one distribution over the
+candidates: the column can add up to more than 1, and the hover says so instead of calling it a
+probability."""
 
 from __future__ import annotations
 
@@ -10,6 +15,13 @@ from splice.lsp.analysis import Analysis, ConflictView
 MAX_EDITS = 8
 #: Characters of a token run shown.
 MAX_CHARS = 60
+#: Under the candidate table: what the confidence column means.
+CONFIDENCE_NOTE = (
+    "*Confidence: the resolver's estimate that this candidate is right, made for each candidate"
+    " on its own, so the column need not add up to 1.*"
+)
+#: Instead of the candidate table while the resolver has not answered yet.
+PENDING = "**Candidates**: still being computed (hover again in a moment)."
 
 
 def code(text: str) -> str:
@@ -72,31 +84,35 @@ def token_view(view: ConflictView, lang: str | None) -> list[str]:
     return lines
 
 
-def candidate_table(view: ConflictView) -> list[str]:
+def candidate_table(view: ConflictView, pending: bool = False) -> list[str]:
+    """The top candidates with their confidences (and what a confidence means)."""
     if not view.candidates:
-        return ["**Candidates**: none (the resolver abstained)."]
-    lines = ["**Candidates**", "", "| # | resolution | probability | first line |"]
+        return [PENDING if pending else "**Candidates**: none (the resolver abstained)."]
+    lines = ["**Candidates**", "", "| # | resolution | confidence | first line |"]
     lines.append("|---|---|---|---|")
     for rank, c in enumerate(view.candidates, 1):
         first = next((ln for ln in c.lines if ln.strip()), "")
         mark = " ✓" if c is view.confident else ""
         cell = code(first.strip()).replace("|", "\\|")
         lines.append(f"| {rank} | {c.name}{mark} | {c.confidence:.2f} | {cell} |")
-    return lines
+    return [*lines, "", CONFIDENCE_NOTE]
 
 
-def markdown(analysis: Analysis, view: ConflictView) -> str:
+def markdown(analysis: Analysis, view: ConflictView, pending: bool = False) -> str:
+    """The hover's text; ``pending``: the resolver has not answered yet."""
     n = len(analysis.conflicts)
     style = view.marked.style
     head = f"### Splice: conflict {view.index + 1} of {n} ({style} markers)"
-    body = [head, "", *token_view(view, analysis.lang), "", *candidate_table(view)]
+    body = [head, "", *token_view(view, analysis.lang), "", *candidate_table(view, pending)]
     body += ["", f"Confidence threshold: {view.threshold:.2f}"]
     return "\n".join(body)
 
 
-def hover(analysis: Analysis, line: int) -> types.Hover | None:
+def hover(analysis: Analysis, line: int, pending: bool = False) -> types.Hover | None:
+    """The hover of the conflict holding ``line`` (None outside conflicts)."""
     view = analysis.at(line)
     if view is None:
         return None
-    content = types.MarkupContent(kind=types.MarkupKind.Markdown, value=markdown(analysis, view))
+    text = markdown(analysis, view, pending)
+    content = types.MarkupContent(kind=types.MarkupKind.Markdown, value=text)
     return types.Hover(contents=content, range=view.range)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from conftest import GitRepo, git_merge_file
 
@@ -225,3 +227,97 @@ def test_console_entry_keeps_clicks_help_and_usage_errors(tmp_path) -> None:
     merged = run("b", "o", "t", "7", "f.py", "--resolver", "theirs")
     assert merged.returncode == 0, merged.stderr
     assert (tmp_path / "o").read_text() == THEIRS
+
+
+def _marker_regions(data: bytes, size: int = 7) -> int:
+    return len(re.findall(rb"(?m)^" + b"<" * size + rb"(?: |$)", data))
+
+
+def test_summary_counts_the_marker_regions_git_wrote(git_repo: GitRepo) -> None:
+    """git merge-file joins two conflicts separated by a line without letters or digits into
+    one marker region, Splice's diff3 sees two: the line says what the file holds (it said
+    "0 of 2 conflicts resolved" for one region)."""
+    git_repo.use_driver("--resolver token-merge")
+    base, ours, theirs = (
+        "a = 0\n}\nb = 0\nkeep\n",
+        "a = 1\n}\nb = 1\nkeep\n",
+        "a = 2\n}\nb = 2\nkeep\n",
+    )
+    git_repo.conflict_branches({"f.py": (base, ours, theirs)})
+    proc = git_repo.merge()
+    assert proc.returncode == 1
+    assert _marker_regions(git_repo.read("f.py")) == 1
+    assert "splice: f.py: 0 of 1 conflict resolved\n" in proc.stderr, proc.stderr
+
+
+def test_summary_of_a_partial_resolution(git_repo: GitRepo) -> None:
+    git_repo.use_driver("--resolver token-merge")
+    gap = "".join(f"line{i} = {i}\n" for i in range(6))
+    base = f"def f():\n    return call(alpha, beta)  \n{gap}a = 0\n"
+    ours = f"def f():\n    return call(alpha, beta)\n{gap}a = 1\n"
+    theirs = f"def f():\n    return call(alpha2, beta)  \n{gap}a = 2\n"
+    git_repo.conflict_branches({"f.py": (base, ours, theirs)})
+    proc = git_repo.merge()
+    assert proc.returncode == 1
+    data = git_repo.read("f.py")
+    assert data.startswith(b"def f():\n    return call(alpha2, beta)\n")
+    assert _marker_regions(data) == 1
+    assert "splice: f.py: 1 of 2 conflicts resolved, 1 left\n" in proc.stderr, proc.stderr
+
+
+def test_resolver_is_built_once_per_process(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import splice.cli.driver as driver
+
+    monkeypatch.setattr(driver, "_RESOLVERS", {})
+    for name, text in (("o", BASE), ("a", OURS), ("b", THEIRS)):
+        (tmp_path / name).write_text(text)
+    req = MergeRequest(*(str(tmp_path / n) for n in "oab"), "f.py", resolver="token-merge")
+    assert merge(req).exit_code == 1
+    first = driver.resolver_for("token-merge")
+    assert merge(req).exit_code == 1
+    assert driver.resolver_for("token-merge") is first
+    assert len(driver._RESOLVERS) == 1
+    monkeypatch.setenv(driver.MODEL_DIR_ENV, str(tmp_path))  # other options: another resolver
+    assert driver.resolver_for("token-merge") is not first
+
+
+RSS_SCRIPT = """
+import sys
+from pathlib import Path
+from splice.cli.driver import MergeRequest, merge
+
+def rss():
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+
+base = "def f(x):\\n    return call(alpha, 1, 2, 3, beta)\\n"
+texts = {"o": base, "a": base.replace("alpha", "alpha2"), "b": base.replace("beta", "beta2")}
+for name, text in texts.items():
+    Path(name).write_text(text)
+req = MergeRequest("o", "a", "b", "f.py", resolver="auto")
+merge(req)
+merge(req)
+start = rss()
+for _ in range(20):
+    merge(req)
+print(rss() - start)
+"""
+
+
+def test_repeated_merges_do_not_grow_memory(tmp_path) -> None:
+    """Each merge rebuilt the resolver (an ONNX session with the shipped model): about 2-4 MB
+    more per call. A loose regression bound over 20 calls."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-c", RSS_SCRIPT],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert int(proc.stdout.split()[-1]) < 20 * 2**20

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from splice.resolver.chunks import Conflict, Stable, split_lines
 
-from splice.data.evaluation import evaluate, format_table, locate_resolutions, normalize
+from splice.data.evaluation import evaluate, format_table, locate_resolutions, normalize, read_rows
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "merges"
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"shared data set not found at {DATA}")
@@ -133,3 +133,34 @@ def test_splice_eval_reports_a_missing_data_folder(tmp_path: Path) -> None:
     )
     assert proc.returncode != 0
     assert "data directory not found" in proc.stderr
+
+
+def test_coverage_and_precision_by_what_the_answer_keeps(tmp_path: Path) -> None:
+    records = [
+        # ours drops theirs' edit, and here the human kept ours: right, drops-theirs
+        _record("x = f(a)\n", "x = f(a, b)\n", "x = g(a)\n", "x = f(a, b)\n"),
+        # the human combined both: ours is wrong, drops-theirs
+        _record("y = f(a)\n", "y = f(a, b)\n", "y = g(a)\n", "y = g(a, b)\n"),
+        # theirs changed only whitespace: taking ours keeps both
+        _record("z = f(a)\n", "z = f(a, c)\n", "z = f( a )\n", "z = f(a, c)\n"),
+    ]
+    rows = tmp_path / "rows.jsonl.gz"
+    report = evaluate(
+        records, ["ours", "token-merge"], dataset="t", workers=1, progress=False, rows_path=rows
+    )
+    kinds = report["resolvers"]["ours"]["overall"]["by_kind"]
+    assert (kinds["drops-theirs"]["proposed"], kinds["drops-theirs"]["correct"]) == (2, 1)
+    assert kinds["drops-theirs"]["precision"] == 0.5
+    assert (kinds["both"]["proposed"], kinds["both"]["precision"]) == (1, 1.0)
+    assert kinds["drops-ours"]["proposed"] == 0
+    assert report["resolvers"]["ours"]["by_lang"]["python"]["by_kind"]["both"]["proposed"] == 1
+    # the token merge's combination keeps both (right once); the third hunk's edits touch
+    tm = report["resolvers"]["token-merge"]["overall"]["by_kind"]
+    assert (tm["both"]["top"], tm["both"]["top_correct"]) == (2, 1)
+    assert "| ours | all | drops-theirs | 2 | 66.7% | 50.0% |" in format_table(report)
+    # every hunk's candidates are saved for offline fitting
+    saved = read_rows(rows)
+    assert len(saved) == 3 and {h["truth"] for h in saved} == {r["merged"] for r in records}
+    cand = saved[1]["resolvers"]["ours"]["candidates"][0]
+    assert (cand["kind"], cand["correct"], cand["syntax_ok"]) == ("drops-theirs", False, True)
+    assert saved[1]["resolvers"]["ours"]["applied"] == records[1]["ours"]

@@ -38,6 +38,13 @@ DEFAULT_DATA = "../shared/data/merges"
 @click.option("--per-repo", type=int, help="At most this many files per repository.")
 @click.option("--workers", type=int, default=os.cpu_count() or 1, show_default=True)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the report.")
+@click.option(
+    "--rows",
+    "rows_path",
+    type=click.Path(dir_okay=False),
+    help="Also save every hunk's candidates (text, confidence, kind, syntax check, correctness) "
+    "to this .jsonl.gz, e.g. runs/eval/val-auto.jsonl.gz, for scripts/fit_decision.py.",
+)
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def eval_command(
     data_dir: str,
@@ -49,6 +56,7 @@ def eval_command(
     workers: int,
     json_path: str | None,
     no_progress: bool,
+    rows_path: str | None = None,
 ) -> None:
     """Measure resolvers on real conflicts with known human resolutions."""
     from splice.data.dataset import iter_records, shard_paths
@@ -83,6 +91,7 @@ def eval_command(
         workers=max(1, workers),
         progress=not no_progress,
         total=limit,
+        rows_path=rows_path,
     )
     report["seconds"] = round(time.perf_counter() - start, 1)
     click.echo(format_table(report))
@@ -90,3 +99,5 @@ def eval_command(
     if json_path:
         write_json(report, json_path)
         click.echo(f"report written to {json_path}")
+    if rows_path:
+        click.echo(f"hunk rows written to {rows_path}")

@@ -4,6 +4,13 @@ The unit is a line-level conflict hunk as ``git merge-file --diff3`` reports it.
 resolution of a hunk is located in the committed file by aligning the merge's stable lines with
 it (see :func:`locate_resolutions`); hunks that cannot be located are counted, never dropped
 silently. A resolution is correct when it equals the human one ignoring all whitespace.
+
+Every answer is also classified by what it keeps of each side's edits
+(:func:`splice.resolver.keeps.classify`: ``both``, ``drops-ours``, ``drops-theirs``,
+``drops-both``), and coverage and precision are split by that kind, for the applied answers and
+for each resolver's top answer (whether applied or not). With ``rows_path`` every hunk's
+candidates (text, confidence, kind, syntax check, correctness) are saved for offline fitting
+(``scripts/fit_decision.py``).
 """
 
 from __future__ import annotations
@@ -17,8 +24,10 @@ from typing import Any
 
 from splice.resolver.chunks import Stable, split_lines, text_key
 
-#: Bump when the meaning of a field of the JSON report changes.
-SCHEMA_VERSION = 1
+#: Bump when the meaning of a field of the JSON report changes (2: ``by_kind``).
+SCHEMA_VERSION = 2
+#: The kinds of :mod:`splice.resolver.keeps`, in report order.
+KINDS = ("both", "drops-ours", "drops-theirs", "drops-both")
 
 
 #: The comparison key: the text with every whitespace character removed.
@@ -82,6 +91,12 @@ class HunkRow:
     #: resolver name -> 1-based rank of the first suggestion matching the human resolution
     #: (0: none of the first :data:`TOP_K` does); absent when the resolver gave no suggestions.
     ranks: dict[str, int] = field(default_factory=dict)
+    #: resolver name -> kind of the applied answer (absent: nothing applied)
+    kinds: dict[str, str] = field(default_factory=dict)
+    #: resolver name -> (kind, correct) of the top answer, applied or not (absent: none)
+    top: dict[str, tuple[str, bool]] = field(default_factory=dict)
+    #: Everything needed to refit the decision offline (only with ``details``; see module doc).
+    detail: dict[str, Any] | None = None
 
 
 #: Suggestions looked at for ``top3_always``.
@@ -98,8 +113,12 @@ def _resolver(name: str) -> Any:
     return _RESOLVERS[name]
 
 
-def evaluate_record(record: dict[str, Any], resolver_names: Sequence[str]) -> list[HunkRow]:
-    """Run every resolver on every conflict hunk of one record."""
+def evaluate_record(
+    record: dict[str, Any], resolver_names: Sequence[str], details: bool = False
+) -> list[HunkRow]:
+    """Run every resolver on every conflict hunk of one record (``details``: keep each hunk's
+    candidates in ``HunkRow.detail``)."""
+    from splice.resolver.keeps import classify
     from splice.resolver.patterns import expressible
     from splice.resolver.pipeline import decide, find_hunks
 
@@ -113,36 +132,125 @@ def evaluate_record(record: dict[str, Any], resolver_names: Sequence[str]) -> li
         row = HunkRow(lang=lang, located=truth is not None, repo=record.get("repo") or "")
         if truth is not None:
             row.expressible = bool(expressible(report.hunk.conflict, lang, "".join(truth)))
+        if details:
+            c = report.hunk.conflict
+            row.detail = {
+                "repo": row.repo,
+                "lang": lang,
+                "path": record.get("path"),
+                "merge": record.get("merge"),
+                "index": report.index,
+                "n_hunks": len(reports),
+                "base": "".join(c.base),
+                "ours": "".join(c.ours),
+                "theirs": "".join(c.theirs),
+                "truth": None if truth is None else "".join(truth),
+                "resolvers": {},
+            }
         rows.append(row)
+    syntax = _SyntaxJudge(chunks, base, ours, theirs, lang) if details else None
     for name in resolver_names:
         resolver = _resolver(name)
         decide(chunks, reports, resolver, base, ours, theirs, lang=lang)
         for report, truth, row in zip(reports, truths, rows, strict=True):
+            key = None if truth is None else normalize("".join(truth))
             applied = report.applied
             proposed = applied is not None
-            correct = (
-                proposed
-                and truth is not None
-                and normalize("".join(applied)) == normalize("".join(truth))
-            )
+            correct = proposed and key is not None and normalize("".join(applied)) == key
             row.outcomes[name] = (proposed, correct)
-            suggestions = report.resolution.suggestions if report.resolution else ()
+            conflict = report.hunk.conflict
+            if proposed:
+                kept = report.kept or classify(conflict, applied, lang)
+                row.kinds[name] = kept.kind
+            resolution = report.resolution
+            chosen = resolution.chosen if resolution else None
+            if chosen is not None:
+                right = key is not None and normalize("".join(chosen.lines)) == key
+                row.top[name] = (classify(conflict, chosen.lines, lang).kind, right)
+            suggestions = resolution.suggestions if resolution else ()
             if suggestions:
                 row.ranks[name] = 0
-                if truth is not None:
-                    key = normalize("".join(truth))
+                if key is not None:
                     for k, s in enumerate(suggestions[:TOP_K], start=1):
                         if normalize("".join(s.lines)) == key:
                             row.ranks[name] = k
                             break
+            if row.detail is not None and syntax is not None:
+                row.detail["resolvers"][name] = _candidates(
+                    report, resolver, key, syntax, applied, lang
+                )
             report.answer = report.kept = report.rejected = report.resolution = None
     return rows
 
 
-def _work(args: tuple[dict[str, Any], Sequence[str]]) -> list[HunkRow]:
-    record, names = args
+class _SyntaxJudge:
+    """The pipeline's syntax check for any candidate of a file (as in ``pipeline.decide``)."""
+
+    def __init__(self, chunks: list, base: str, ours: str, theirs: str, lang: str) -> None:
+        from splice.resolver.syntax import SyntaxCheck
+
+        self.check = SyntaxCheck(base, ours, theirs, lang)
+        self.with_ours: list[str] = []
+        for chunk in chunks:
+            self.with_ours.extend(chunk.units if isinstance(chunk, Stable) else chunk.ours)
+        self._ours_errors: int | None = None
+
+    def ok(self, start: int, length: int, lines: Sequence[str]) -> bool:
+        """False when putting ``lines`` in place of ``length`` lines at ``start`` adds errors."""
+        from splice.resolver.syntax import error_count
+
+        if self.check.lang is None:
+            return True
+        w = self.with_ours
+        candidate = "".join(w[:start]) + "".join(lines) + "".join(w[start + length :])
+        if not self.check.adds_parse_error(candidate):
+            return True
+        if self._ours_errors is None:
+            self._ours_errors = error_count("".join(w), self.check.lang)
+        return error_count(candidate, self.check.lang) <= self._ours_errors
+
+
+def _candidates(
+    report: Any, resolver: Any, key: str | None, syntax: _SyntaxJudge, applied: Any, lang: str
+) -> dict[str, Any]:
+    """A hunk's candidates in the order the pipeline tries them (chosen first)."""
+    from splice.resolver.keeps import classify
+
+    resolution = report.resolution
+    out: dict[str, Any] = {
+        "applied": None if applied is None else "".join(applied),
+        "rejected": report.rejected,
+        "candidates": [],
+    }
+    if resolution is None or resolution.chosen is None:
+        return out
+    chosen = resolution.chosen
+    tried = [chosen, *(s for s in resolution.suggestions if s.lines != chosen.lines)]
+    checks = getattr(resolver, "checks_syntax", True)
+    conflict = report.hunk.conflict
+    for s in tried:
+        kept = classify(conflict, s.lines, lang)
+        out["candidates"].append(
+            {
+                "text": "".join(s.lines),
+                "confidence": s.confidence,
+                "explanation": s.explanation,
+                "kind": kept.kind,
+                "ours_dropped": kept.ours_dropped,
+                "theirs_dropped": kept.theirs_dropped,
+                "syntax_ok": (
+                    not checks or syntax.ok(report.ours_start, len(conflict.ours), s.lines)
+                ),
+                "correct": key is not None and normalize("".join(s.lines)) == key,
+            }
+        )
+    return out
+
+
+def _work(args: tuple[dict[str, Any], Sequence[str], bool]) -> list[HunkRow]:
+    record, names, details = args
     try:
-        return evaluate_record(record, names)
+        return evaluate_record(record, names, details)
     except RecursionError:  # pathological input: count nothing rather than crash the run
         return []
 
@@ -165,6 +273,29 @@ def _metrics(rows: list[HunkRow], name: str, suggests: bool = False) -> dict[str
         for k in (1, TOP_K):
             hits = sum(1 for r in located if 0 < r.ranks.get(name, 0) <= k)
             out[f"top{k}_always"] = hits / n if n else 0.0
+    out["by_kind"] = kind_metrics(located, name)
+    return out
+
+
+def kind_metrics(located: list[HunkRow], name: str) -> dict[str, dict[str, Any]]:
+    """Per kind of answer: the applied answers (``proposed``, ``correct``, ``coverage`` of all
+    located hunks, ``precision``) and the top answers (``top``, ``top_correct``,
+    ``top_precision``), applied or not."""
+    n = len(located)
+    out: dict[str, dict[str, Any]] = {}
+    for kind in KINDS:
+        applied = [r for r in located if r.kinds.get(name) == kind]
+        right = sum(1 for r in applied if r.outcomes[name][1])
+        top = [r.top[name][1] for r in located if name in r.top and r.top[name][0] == kind]
+        out[kind] = {
+            "proposed": len(applied),
+            "correct": right,
+            "coverage": len(applied) / n if n else 0.0,
+            "precision": right / len(applied) if applied else 0.0,
+            "top": len(top),
+            "top_correct": sum(top),
+            "top_precision": sum(top) / len(top) if top else 0.0,
+        }
     return out
 
 
@@ -228,11 +359,14 @@ def evaluate(
     workers: int = 1,
     progress: bool = True,
     total: int | None = None,
+    rows_path: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Evaluate resolvers over records (in ``workers`` processes) and summarize."""
+    """Evaluate resolvers over records (in ``workers`` processes) and summarize; with
+    ``rows_path``, also write every hunk's candidates there (:func:`write_rows`)."""
     rows: list[HunkRow] = []
     n_files = 0
-    jobs = ((rec, tuple(resolver_names)) for rec in records)
+    details = rows_path is not None
+    jobs = ((rec, tuple(resolver_names), details) for rec in records)
     bar = None
     if progress:
         from rich.progress import (
@@ -275,7 +409,28 @@ def evaluate(
     finally:
         if bar is not None:
             bar.stop()
+    if rows_path is not None:
+        write_rows(rows, rows_path)
     return summarize(rows, resolver_names, dataset, n_files)
+
+
+def write_rows(rows: Iterable[HunkRow], path: str | Path) -> None:
+    """Each hunk's ``detail`` as one JSON line of a gzip file (for ``scripts/fit_decision.py``)."""
+    import gzip
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(path, "wt", encoding="utf-8") as f:
+        for row in rows:
+            if row.detail is not None:
+                f.write(json.dumps(row.detail, sort_keys=True) + "\n")
+
+
+def read_rows(path: str | Path) -> list[dict[str, Any]]:
+    """The hunks :func:`write_rows` wrote."""
+    import gzip
+
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
 
 
 def format_table(report: dict[str, Any]) -> str:
@@ -293,6 +448,19 @@ def format_table(report: dict[str, Any]) -> str:
                 f"| {name} | {lang} | {m['hunks']} | {m['coverage']:.1%} | "
                 f"{m['precision']:.1%} | {m['accuracy']:.1%} |"
             )
+    lines += ["", "By what the answer keeps (applied answers; top answers applied or not):", ""]
+    lines.append(
+        "| resolver | lang | kind | applied | coverage | precision | top | top precision |"
+    )
+    lines.append("|---|---|---|---:|---:|---:|---:|---:|")
+    for name, res in report["resolvers"].items():
+        for lang, m in [("all", res["overall"]), *res["by_lang"].items()]:
+            for kind, k in m.get("by_kind", {}).items():
+                if k["proposed"] or k["top"]:
+                    lines.append(
+                        f"| {name} | {lang} | {kind} | {k['proposed']} | {k['coverage']:.1%} | "
+                        f"{k['precision']:.1%} | {k['top']} | {k['top_precision']:.1%} |"
+                    )
     lines.append("")
     for name, res in report["resolvers"].items():
         mean = res.get("repo_mean")

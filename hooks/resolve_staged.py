@@ -14,7 +14,11 @@ from collections.abc import Sequence
 
 
 def resolve_files(
-    paths: Sequence[str], *, resolver: str = "auto", min_confidence: float | None = None
+    paths: Sequence[str],
+    *,
+    resolver: str = "auto",
+    min_confidence: float | None = None,
+    allow_discard: bool = False,
 ) -> int:
     from splice.models.serving import load_resolver
     from splice.resolver.pipeline import merge_marked
@@ -36,7 +40,12 @@ def resolve_files(
         if engine is None:
             engine = load_resolver(resolver)
         outcome = merge_marked(
-            text, engine, path=path, min_confidence=min_confidence, stages=index_stages(path)
+            text,
+            engine,
+            path=path,
+            min_confidence=min_confidence,
+            allow_discard=allow_discard,
+            stages=index_stages(path),
         )
         if not outcome.hunks:
             continue
@@ -56,8 +65,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("files", nargs="*")
     parser.add_argument("--resolver", default="auto")
     parser.add_argument("--min-confidence", type=float)
+    parser.add_argument("--allow-discard", action="store_true")
     args = parser.parse_args(argv)
-    return resolve_files(args.files, resolver=args.resolver, min_confidence=args.min_confidence)
+    return resolve_files(
+        args.files,
+        resolver=args.resolver,
+        min_confidence=args.min_confidence,
+        allow_discard=args.allow_discard,
+    )
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ def build_resolver(settings: Settings, log: Log) -> Resolver:
     from splice.resolver.resolvers import get_resolver
 
     try:  # the registry's factory with the model folder: the driver's resolver, same options
-        return load_resolver(settings.resolver, model_dir=settings.model_path)
+        return load_resolver(settings.resolver, model_dir=settings.model_path, report=log)
     except Exception as exc:  # a missing model, an unknown name: never fatal
         log(f"cannot load resolver {settings.resolver!r}: {exc}; using {FALLBACK_RESOLVER}")
         return get_resolver(FALLBACK_RESOLVER)

@@ -43,7 +43,7 @@ def test_unresolved_conflict_equals_git_merge_file(git_repo: GitRepo) -> None:
 
 
 def test_resolved_conflict_exits_0(git_repo: GitRepo) -> None:
-    git_repo.use_driver("--resolver theirs")
+    git_repo.use_driver("--resolver theirs --allow-discard")
     git_repo.conflict_branches({"f.py": (BASE, OURS, THEIRS)})
     proc = git_repo.merge()
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -171,7 +171,7 @@ def test_not_utf8_falls_back_to_git(git_repo: GitRepo) -> None:
 
 
 def test_over_size_limit_falls_back_to_git(git_repo: GitRepo) -> None:
-    git_repo.use_driver("--resolver theirs --max-size 10")
+    git_repo.use_driver("--resolver theirs --allow-discard --max-size 10")
     git_repo.conflict_branches({"f.py": (BASE, OURS, THEIRS)})
     proc = git_repo.merge()
     assert proc.returncode == 1
@@ -224,7 +224,7 @@ def test_console_entry_keeps_clicks_help_and_usage_errors(tmp_path) -> None:
     assert bad.returncode == 2 and "No such option" in bad.stderr
     for name, text in (("b", BASE), ("o", OURS), ("t", THEIRS)):
         (tmp_path / name).write_text(text)
-    merged = run("b", "o", "t", "7", "f.py", "--resolver", "theirs")
+    merged = run("b", "o", "t", "7", "f.py", "--resolver", "theirs", "--allow-discard")
     assert merged.returncode == 0, merged.stderr
     assert (tmp_path / "o").read_text() == THEIRS
 
@@ -262,7 +262,7 @@ def test_summary_of_a_partial_resolution(git_repo: GitRepo) -> None:
     data = git_repo.read("f.py")
     assert data.startswith(b"def f():\n    return call(alpha2, beta)\n")
     assert _marker_regions(data) == 1
-    assert "splice: f.py: 1 of 2 conflicts resolved, 1 left\n" in proc.stderr, proc.stderr
+    assert "splice: f.py: 1 of 2 conflicts resolved, both sides kept, 1 left\n" in proc.stderr
 
 
 def test_resolver_is_built_once_per_process(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:

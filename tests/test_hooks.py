@@ -90,7 +90,7 @@ def test_hooks_are_per_repository(git_repo: GitRepo) -> None:
 
 def test_post_merge_summary(git_repo: GitRepo) -> None:
     assert splice(git_repo, "install", "--hooks").returncode == 0
-    git_repo.use_driver("--resolver theirs")
+    git_repo.use_driver("--resolver theirs --allow-discard")
     git_repo.conflict_branches({"f.py": ("a = 0\n", "a = 1\n", "a = 2\n")})
     proc = git_repo.merge()
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -127,7 +127,7 @@ def _local_config(args: dict[str, list[str]]) -> str:
 def pre_commit_repo(git_repo: GitRepo, tmp_path: Path, monkeypatch) -> GitRepo:
     pytest.importorskip("pre_commit")
     monkeypatch.setenv("PRE_COMMIT_HOME", str(tmp_path / "pre-commit-home"))
-    config = _local_config({"splice-resolve": ["--resolver", "theirs"]})
+    config = _local_config({"splice-resolve": ["--resolver", "theirs", "--allow-discard"]})
     git_repo.write(".pre-commit-config.yaml", config)
     git_repo.commit("config")
     return git_repo

@@ -345,7 +345,7 @@ async def test_taking_a_side_everywhere_gives_that_side(client: LanguageClient, 
 
 @needs_data
 @pytest.mark.asyncio
-@options({"resolver": "theirs", "confidenceThreshold": 0.5})
+@options({"resolver": "theirs", "confidenceThreshold": 0.5, "allowDiscard": True})
 async def test_fix_all_applies_every_confident_suggestion(client: LanguageClient) -> None:
     rec = real_record()
     text = marked(rec, "zdiff3")
@@ -365,7 +365,7 @@ async def test_fix_all_applies_every_confident_suggestion(client: LanguageClient
 
 @needs_data
 @pytest.mark.asyncio
-@options({"resolver": "theirs"})
+@options({"resolver": "theirs", "allowDiscard": True})
 async def test_code_lens_runs_the_suggestion_through_apply_edit(client: LanguageClient) -> None:
     rec = real_record()
     doc = Doc(client, "lens/" + Path(rec["path"]).name, marked(rec, "diff3"))
@@ -544,7 +544,7 @@ async def test_file_of_20000_lines(client: LanguageClient) -> None:
 
 
 @pytest.mark.asyncio
-@options({"resolver": "theirs", "diagnostics": False})
+@options({"resolver": "theirs", "diagnostics": False, "allowDiscard": True})
 async def test_configuration(client: LanguageClient) -> None:
     doc = Doc(client, "conf/a.py", SMALL)
     assert await doc.open() == []  # diagnostics switched off at initialization
@@ -624,7 +624,8 @@ async def test_neural_model_from_model_path(client: LanguageClient) -> None:
     status = await _wait(
         client.workspace_execute_command_async(types.ExecuteCommandParams("splice.status"))
     )
-    assert status["resolver"] == "model" and status["torchLoaded"] is False
+    # modelPath is an option of the registry's factory: the driver's ``auto``, with this model
+    assert status["resolver"] == "auto" and status["torchLoaded"] is False
     assert status["threshold"] == 0.5  # the model's calibrated threshold
     assert len(diags) == len(parse(doc.text).conflicts)
     titles = [a.title for a in await doc.actions(diags[0].range.start.line)]

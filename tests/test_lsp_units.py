@@ -58,7 +58,7 @@ def test_settings_accept_sections_and_report_bad_values() -> None:
 
 
 def test_suggestions_are_named_and_ranked() -> None:
-    (view,) = _analyze(DIFF3, resolver="theirs").conflicts
+    (view,) = _analyze(DIFF3, resolver="theirs", allow_discard=True).conflicts
     assert [c.name for c in view.candidates] == ["theirs"]
     assert view.confident is not None
     assert diagnostics.message(view) == (
@@ -85,7 +85,9 @@ def test_merge_style_takes_the_base_from_git_index(git_repo: GitRepo) -> None:
 
     path = str(git_repo.path / "f.py")
     text = git_repo.read("f.py").decode()
-    (view,) = _analyze(text, resolver="theirs", stages=lambda: index_stages(path)).conflicts
+    (view,) = _analyze(
+        text, resolver="theirs", stages=lambda: index_stages(path), allow_discard=True
+    ).conflicts
     assert view.base == ("x = 0\n",) and view.base_from_index
     assert view.top is not None and view.top.text == "x = 2\n"
 
@@ -95,10 +97,34 @@ def test_fix_all_skips_suggestions_that_add_parse_errors() -> None:
         "def f():\n<<<<<<< ours\n    return 1\n||||||| base\n    return 0\n=======\n"
         "    return (\n>>>>>>> theirs\n"
     )
-    found = _analyze(text, resolver="theirs")
-    assert found.conflicts[0].confident is not None
+    from splice.resolver.resolvers import Resolution, Resolver, Suggestion
+
+    class Broken(Resolver):  # sure of an answer that does not parse
+        name = "broken"
+
+        def resolve(self, hunk):
+            answer = Suggestion(("    return (\n",), 1.0, "broken")
+            return Resolution(answer, (answer,))
+
+    engine = Engine(Settings(resolver="token-merge"), print)
+    engine.resolver = Broken()
+    found = analyze(
+        text,
+        uri="file:///f",
+        version=1,
+        path="f.py",
+        engine=engine,
+        threshold=0.5,
+        allow_discard=True,
+    )
+    assert found.conflicts[0].confident is None  # the one rule: sure, but a parse error
+    assert found.conflicts[0].reason == "adds a parse error"
     assert found.fix_all == []
-    assert [v.index for v, _ in _analyze(DIFF3, resolver="theirs").fix_all] == [0]
+    kept = _analyze(DIFF3, resolver="theirs")  # drops ours' edit: only a suggestion
+    assert kept.fix_all == [] and kept.conflicts[0].kept.startswith("dropped ours")
+    assert [v.index for v, _ in _analyze(DIFF3, resolver="theirs", allow_discard=True).fix_all] == [
+        0
+    ]
 
 
 def test_hover_code_spans() -> None:

@@ -24,7 +24,11 @@ def _unmerged(repo: GitRepo) -> str:
 
 
 def test_resolved_file_is_marked_resolved(git_repo: GitRepo) -> None:
-    _setup(git_repo, {"f.py": ("a = 0\nb\n", "a = 1\nb\n", "a = 2\nb\n")}, "--resolver theirs")
+    _setup(
+        git_repo,
+        {"f.py": ("a = 0\nb\n", "a = 1\nb\n", "a = 2\nb\n")},
+        "--resolver theirs --allow-discard",
+    )
     proc = git_repo.git("mergetool", "--tool=splice", "-y", check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert git_repo.read("f.py") == b"a = 2\nb\n"

@@ -41,7 +41,7 @@ def test_diff3_markers_resolved_with_backup(
     _merged(git_repo, style)
     monkeypatch.chdir(git_repo.path)
     marked = git_repo.read("f.py")
-    res = _run("--resolver", theirs_resolver, "f.py")
+    res = _run("--resolver", theirs_resolver, "--allow-discard", "f.py")
     assert res.exit_code == 0, res.output
     assert "f.py: 2 of 2 conflicts resolved" in res.output
     assert git_repo.read("f.py") == THEIRS.encode()
@@ -54,7 +54,9 @@ def test_dry_run_prints_diff_and_writes_nothing(
     _merged(git_repo, "diff3")
     monkeypatch.chdir(git_repo.path)
     marked = git_repo.read("f.py")
-    res = _run("--dry-run", "--resolver", theirs_resolver)  # no PATH: the unmerged files
+    res = _run(
+        "--dry-run", "--resolver", theirs_resolver, "--allow-discard"
+    )  # no PATH: the unmerged files
     assert res.exit_code == 0
     assert "--- a/f.py" in res.stdout and "-a = 1" in res.stdout and "-<<<<<<< HEAD" in res.stdout
     assert git_repo.read("f.py") == marked
@@ -66,7 +68,7 @@ def test_merge_style_uses_the_index_base(
 ) -> None:
     _merged(git_repo, "merge")
     monkeypatch.chdir(git_repo.path)
-    res = _run("--no-backup", "--resolver", theirs_resolver, "f.py")
+    res = _run("--no-backup", "--resolver", theirs_resolver, "--allow-discard", "f.py")
     assert res.exit_code == 0, res.output
     assert git_repo.read("f.py") == THEIRS.encode()
     assert not (git_repo.path / "f.py.orig").exists()
@@ -84,7 +86,7 @@ def test_merge_style_without_base_only_whitespace_equal(
         "between\n" + unresolved + "end"
     )
     (tmp_path / "g.py").write_bytes(text.encode())
-    res = _run("--resolver", theirs_resolver, "g.py")
+    res = _run("--resolver", theirs_resolver, "--allow-discard", "g.py")
     assert res.exit_code == 1
     assert "g.py: 1 of 2 conflicts resolved" in res.output
     expected = "\ufeffstart\r\ny = 1  \r\nbetween\n" + unresolved + "end"
@@ -113,9 +115,9 @@ def test_same_up_to_whitespace() -> None:
 def test_a_files_conflicts_are_asked_together_with_the_file_around_them() -> None:
     """resolve_text hands every conflict of the file to ``resolve_many`` in one call, each
     hunk carrying the same whole-file context (what the reranker reads)."""
-    from splice.resolver.resolvers import Resolution
+    from splice.resolver.resolvers import Resolution, Resolver
 
-    class Recorder:
+    class Recorder(Resolver):
         name = "recorder"
         min_confidence = 0.5
 
@@ -173,7 +175,7 @@ def test_a_symlink_is_refused_and_left_a_link(git_repo: GitRepo, tmp_path: Path)
     _merged(git_repo, "diff3")
     marked = git_repo.read("f.py")
     os.symlink("f.py", git_repo.path / "link.py")
-    proc = _splice(git_repo, "resolve", "--resolver", "theirs", "link.py")
+    proc = _splice(git_repo, "resolve", "--resolver", "theirs", "--allow-discard", "link.py")
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.splitlines() == [
         "splice: error: link.py: is a symbolic link, left as is (--follow-links resolves it)"
@@ -190,7 +192,7 @@ def test_follow_links_resolves_the_target_and_keeps_the_link(
     marked = git_repo.read("f.py")
     os.symlink("f.py", git_repo.path / "link.py")
     monkeypatch.chdir(git_repo.path)
-    res = _run("--follow-links", "--resolver", "theirs", "link.py")
+    res = _run("--follow-links", "--resolver", "theirs", "--allow-discard", "link.py")
     assert res.exit_code == 0, res.output
     assert os.readlink(git_repo.path / "link.py") == "f.py"
     assert git_repo.read("f.py") == THEIRS.encode()
@@ -204,7 +206,7 @@ def test_a_link_at_the_old_temporary_name_is_not_written_through(
     victim = _outside(tmp_path)
     os.symlink(victim, git_repo.path / "f.py.splice-tmp")
     monkeypatch.chdir(git_repo.path)
-    res = _run("--no-backup", "--resolver", "theirs", "f.py")
+    res = _run("--no-backup", "--resolver", "theirs", "--allow-discard", "f.py")
     assert res.exit_code == 0, res.output
     assert victim.read_bytes() == b"precious\n"
     assert not (git_repo.path / "f.py").is_symlink()
@@ -222,7 +224,7 @@ def test_a_link_named_like_the_backup_is_not_written_through(
     victim = _outside(tmp_path)
     os.symlink(victim, git_repo.path / "f.py.orig")
     monkeypatch.chdir(git_repo.path)
-    res = _run("--resolver", "theirs", "f.py")
+    res = _run("--resolver", "theirs", "--allow-discard", "f.py")
     assert res.exit_code == 0, res.output
     assert victim.read_bytes() == b"precious\n"
     assert os.readlink(git_repo.path / "f.py.orig") == str(victim)
@@ -235,7 +237,7 @@ def test_an_existing_backup_is_kept(git_repo: GitRepo, monkeypatch: pytest.Monke
     marked = git_repo.read("f.py")
     git_repo.write("f.py.orig", "git mergetool's backup\n")
     monkeypatch.chdir(git_repo.path)
-    res = _run("--resolver", "theirs", "f.py")
+    res = _run("--resolver", "theirs", "--allow-discard", "f.py")
     assert res.exit_code == 0, res.output
     assert git_repo.read("f.py.orig") == b"git mergetool's backup\n"
     assert git_repo.read("f.py.orig.1") == marked
@@ -255,7 +257,7 @@ def test_a_second_run_keeps_the_first_backup(
     assert first.exit_code == 1 and "f.py: 1 of 2 conflicts resolved" in first.output
     after_first = (tmp_path / "f.py").read_text()
     assert after_first == "head\nx = g(a, c)\nmid\n" + DIFF3 + "tail\n"
-    second = _run("--resolver", "theirs", "f.py")
+    second = _run("--resolver", "theirs", "--allow-discard", "f.py")
     assert second.exit_code == 0, second.output
     assert (tmp_path / "f.py").read_text() == "head\nx = g(a, c)\nmid\na = 2\ntail\n"
     assert (tmp_path / "f.py.orig").read_text() == original
@@ -294,7 +296,7 @@ def test_malformed_markers_left_mean_exit_1_with_where(
     tail, resolved_tail, lines = MALFORMED[case]
     head = "x = 0\n" + (DIFF3 if with_good_conflict else "a = 2\n")
     (tmp_path / "m.py").write_text(head + tail)
-    res = _run("--resolver", "theirs", "m.py")
+    res = _run("--resolver", "theirs", "--allow-discard", "m.py")
     assert res.exit_code == 1, res.output
     assert "no conflict markers" not in res.output
     found = [line for line in res.output.splitlines() if "conflict marker left" in line]
@@ -309,7 +311,7 @@ def test_a_heading_underline_is_not_a_marker(
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
     (tmp_path / "README.rst").write_text("Title\n=======\n\n" + DIFF3)
-    res = _run("--resolver", "theirs", "README.rst")
+    res = _run("--resolver", "theirs", "--allow-discard", "README.rst")
     assert res.exit_code == 0, res.output
     assert (tmp_path / "README.rst").read_text() == "Title\n=======\n\na = 2\n"
 
@@ -328,7 +330,7 @@ def test_a_fifo_is_bad_input_and_never_read(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     os.mkfifo(tmp_path / "pipe.py")  # opening it for reading the usual way blocks forever
-    res = _run("--resolver", "theirs", "pipe.py")
+    res = _run("--resolver", "theirs", "--allow-discard", "pipe.py")
     assert res.exit_code == 2
     assert res.output.splitlines() == ["splice: error: pipe.py: is a FIFO, not a regular file"]
 
@@ -338,7 +340,7 @@ def test_an_unreadable_file_is_bad_input(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.chdir(tmp_path)
     (tmp_path / "f.py").write_text(DIFF3)
     (tmp_path / "f.py").chmod(0)
-    res = _run("--resolver", "theirs", "f.py")
+    res = _run("--resolver", "theirs", "--allow-discard", "f.py")
     assert res.exit_code == 2
     assert res.output.splitlines() == ["splice: error: f.py: Permission denied"]
 
@@ -349,7 +351,7 @@ def test_a_binary_file_is_skipped_with_a_non_zero_exit(
     monkeypatch.chdir(tmp_path)
     data = b"GIF89a\x01\x00\x01\x00\x00\x00\x00;" + DIFF3.encode()  # NULs, valid UTF-8
     (tmp_path / "img.gif").write_bytes(data)
-    res = _run("--resolver", "theirs", "img.gif")
+    res = _run("--resolver", "theirs", "--allow-discard", "img.gif")
     assert res.exit_code == 1
     assert res.output.splitlines() == ["splice: img.gif: binary file, skipped"]
     assert (tmp_path / "img.gif").read_bytes() == data
@@ -362,7 +364,7 @@ def test_each_conflict_left_is_said_with_its_line(
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
     merge_style = "<<<<<<< ours\nb = 1\n=======\nb = 2\n>>>>>>> theirs\n"
     (tmp_path / "f.py").write_text(DIFF3 + "mid\n" + merge_style)
-    res = _run("--resolver", "theirs", "f.py")
+    res = _run("--resolver", "theirs", "--allow-discard", "f.py")
     assert res.exit_code == 1
     assert (tmp_path / "f.py").read_text() == "a = 2\nmid\n" + merge_style
     assert "splice: f.py:3: conflict left for a human" in res.output.splitlines()

@@ -7,6 +7,7 @@ so every front end (driver, mergetool, ``splice resolve``, the language server, 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import splice.models.serving.auto  # noqa: F401  (registers "auto")
@@ -21,13 +22,21 @@ DEFAULT_RESOLVER = "auto"
 FALLBACK_RESOLVER = "token-merge"
 
 
-def load_resolver(name: str, *, model_dir: str | Path | None = None) -> Resolver:
+def load_resolver(
+    name: str,
+    *,
+    model_dir: str | Path | None = None,
+    report: Callable[[str], None] | None = None,
+) -> Resolver:
     """Build the resolver registered as ``name`` (``model_dir``: a model folder other than the
-    shipped one). When the model cannot be loaded, says so in one stderr line and returns
-    :data:`FALLBACK_RESOLVER`, so a merge never fails for want of a model; an unknown name raises
-    KeyError."""
+    shipped one). When the model cannot be loaded, says so in one line (``report``, default
+    stderr) and returns :data:`FALLBACK_RESOLVER`, so a merge never fails for want of a model;
+    an unknown name raises KeyError."""
     try:
         return get_resolver(name, model_dir=None if model_dir is None else str(model_dir))
     except ModelUnavailable as exc:
-        notice(exc, FALLBACK_RESOLVER)
+        if report is None:
+            notice(exc, FALLBACK_RESOLVER)
+        else:
+            report(f"model unavailable ({' '.join(str(exc).split())}): using {FALLBACK_RESOLVER}")
         return get_resolver(FALLBACK_RESOLVER)

@@ -71,20 +71,12 @@ class AutoResolver(Resolver):
 def auto_resolver(model_dir: str | None = None) -> Resolver:
     """``auto`` when a model is installed (in ``model_dir``, default the shipped one), else
     ``token-merge`` (module doc)."""
-    from splice.models.serving.neural import (
-        ModelUnavailable,
-        NeuralResolver,
-        default_model_dir,
-        notice,
-    )
+    from splice.models.serving.neural import NeuralResolver, default_model_dir
     from splice.resolver.policy import SafeTokenMerge
 
     folder = Path(model_dir) if model_dir else default_model_dir()
     if model_dir or (folder / "model.onnx").is_file():
-        try:
-            return AutoResolver(NeuralResolver(folder))
-        except ModelUnavailable as exc:
-            notice(exc)
+        return AutoResolver(NeuralResolver(folder))  # ModelUnavailable: load_resolver reports it
     return SafeTokenMerge()
 
 

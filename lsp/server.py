@@ -17,7 +17,8 @@ Three promises, whatever the client sends:
   resolver's batches (:class:`~splice.lsp.engine.Cancelled`) and its result is dropped. A big
   document (more conflicts than one batch) gets its diagnostics from the markers first, marked
   as pending, and its suggestions are asked nearest the last edit first. A request waits at most
-  :data:`REQUEST_WAIT_S` for the analysis of the current version, then answers from the markers.
+  :data:`REQUEST_WAIT_S` for the analysis of the current version (:data:`PENDING_WAIT_S` when its
+  markers are known already), then answers from the markers.
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ from splice import __version__
 STATUS = "splice.status"
 #: How long a request waits for the current version's analysis before answering from the markers.
 REQUEST_WAIT_S = 2.0
+#: The same when the markers-only analysis of the current version is there already (a big file).
+PENDING_WAIT_S = 0.5
 #: JSON-RPC error codes.
 PARSE_ERROR, INVALID_REQUEST, INVALID_PARAMS = -32700, -32600, -32602
 #: Header bytes read without finding the end of the header block before it counts as garbage.
@@ -545,14 +548,18 @@ class SpliceServer(LanguageServer):
         if uri not in self.workspace.text_documents:
             self.log(f"request about a document that is not open: {uri}")
             return None, False
-        deadline = asyncio.get_running_loop().time() + REQUEST_WAIT_S
+        loop = asyncio.get_running_loop()
+        start = loop.time()
         while (found := self.current(uri)) is None:
             job = self.jobs.get(uri)
             if job is None or job.generation != self.generation[uri]:
                 job = self.submit(uri)  # a request does not wait for the debounce
                 if job is None:
                     return None, False
-            left = deadline - asyncio.get_running_loop().time()
+            markers = self.preliminary.get(uri)
+            version = self.workspace.get_text_document(uri).version
+            wait = PENDING_WAIT_S if markers and markers.version == version else REQUEST_WAIT_S
+            left = start + wait - loop.time()
             if left <= 0:
                 return self.markers_only(uri), True
             try:

@@ -12,7 +12,16 @@ resolver's answer cache cannot help: every round asks the resolver about all 5 h
 - ``codeAction``: a request at each of the 5 conflicts after that;
 - ``didChange -> diagnostics``: an incremental one-character edit inside a conflict.
 
-Usage: ``python scripts/bench_lsp.py [--rounds 40] [--resolver auto] [--model-path DIR]``
+With ``--big``, instead: a synthetic Python file of 99,500 lines with 500 diff3 conflicts (one
+every ~200 lines), opened once, timing
+
+- ``didOpen -> first diagnostics``: the conflicts from the markers (marked pending);
+- ``request while analysing``: ``splice.status`` and a hover sent right after didOpen;
+- ``didOpen -> suggestions``: the diagnostics with the resolver's answers;
+- ``burst of 20 changes -> diagnostics``: 20 one-character edits sent back to back inside one
+  conflict, until the diagnostics of the last version, with how many analyses ran for them.
+
+Usage: ``python scripts/bench_lsp.py [--rounds 40] [--resolver auto] [--model-path DIR] [--big]``
 """
 
 from __future__ import annotations
@@ -71,9 +80,12 @@ class Bench:
     def __init__(self) -> None:
         self.client = LanguageClient("splice-bench", "1")
         self.waiting: dict[str, asyncio.Future[list[types.Diagnostic]]] = {}
+        #: Every publication per URI, in order (the big-file case reads them).
+        self.received: dict[str, list[types.PublishDiagnosticsParams]] = {}
 
         @self.client.feature(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
         def diagnostics(params: types.PublishDiagnosticsParams) -> None:
+            self.received.setdefault(params.uri, []).append(params)
             future = self.waiting.pop(params.uri, None)
             if future is not None and not future.done():
                 future.set_result(list(params.diagnostics))
@@ -118,12 +130,101 @@ class Bench:
         assert found, "no code actions"
         return elapsed
 
+    async def published(self, uri: str, check: Any) -> types.PublishDiagnosticsParams:
+        """The first publication for ``uri`` (received so far or later) that ``check`` accepts."""
+        while True:
+            for params in self.received.get(uri, []):
+                if check(params):
+                    return params
+            await asyncio.sleep(0.005)
+
+    async def timed(self, awaitable: Any) -> tuple[float, Any]:
+        start = time.perf_counter()
+        result = await awaitable
+        return time.perf_counter() - start, result
+
     def close(self, uri: str) -> None:
         ident = types.TextDocumentIdentifier(uri)
         self.client.text_document_did_close(types.DidCloseTextDocumentParams(ident))
 
 
+CONFLICT = "<<<<<<< ours\nx = 1\n||||||| base\nx = 0\n=======\nx = 2\n>>>>>>> theirs\n"
+
+
+def big_file(lines: int = 99_500, conflicts: int = 500) -> str:
+    """``lines`` lines of Python with ``conflicts`` diff3 conflicts spread evenly."""
+    body = [f"value_{i} = compute({i})\n" for i in range(lines - 7 * conflicts)]
+    step = len(body) // conflicts
+    out: list[str] = []
+    for i, line in enumerate(body):
+        if i % step == step // 2 and i // step < conflicts:
+            out.append(CONFLICT.replace("x = ", f"x_{i} = "))
+        out.append(line)
+    return "".join(out)
+
+
+async def run_big(bench: Bench) -> None:
+    """The big-file case (module doc)."""
+    text = big_file()
+    uri = Path("/tmp/splice-bench/big/file.py").as_uri()
+    print(f"file: synthetic, {text.count(chr(10))} lines, {text.count('<<<<<<<')} conflicts")
+    client = bench.client
+    start = time.perf_counter()
+    first = bench.expect(uri)
+    item = types.TextDocumentItem(uri, "python", 1, text)
+    client.text_document_did_open(types.DidOpenTextDocumentParams(item))
+    took, _ = await bench.timed(
+        client.workspace_execute_command_async(types.ExecuteCommandParams("splice.status"))
+    )
+    print(f"splice.status while analysing   {took * 1000:8.1f} ms")
+    diags = await first
+    print(f"didOpen -> first diagnostics     {(time.perf_counter() - start) * 1000:8.1f} ms")
+    line = diags[0].range.start.line + 1
+    hover = types.HoverParams(types.TextDocumentIdentifier(uri), types.Position(line, 0))
+    took, _ = await bench.timed(client.text_document_hover_async(hover))
+    print(f"hover while analysing            {took * 1000:8.1f} ms")
+    await bench.published(
+        uri, lambda p: not any("still computing" in d.message for d in p.diagnostics)
+    )
+    print(f"didOpen -> suggestions           {(time.perf_counter() - start) * 1000:8.1f} ms")
+    before = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams("splice.status")
+    )
+    start = time.perf_counter()
+    version = 1
+    at = types.Position(line, 5)
+    for _ in range(20):
+        version += 1
+        change = types.TextDocumentContentChangePartial(range=types.Range(at, at), text="1")
+        ident = types.VersionedTextDocumentIdentifier(uri=uri, version=version)
+        client.text_document_did_change(types.DidChangeTextDocumentParams(ident, [change]))
+    await bench.published(uri, lambda p: p.version == version)
+    took = (time.perf_counter() - start) * 1000
+    after = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams("splice.status")
+    )
+    ran = after["analysed"][uri] - before["analysed"][uri]
+    print(f"burst of 20 changes -> diagnostics {took:6.1f} ms ({ran} analysis, 20 changes)")
+
+
 async def run(args: argparse.Namespace) -> None:
+    if args.big:
+        bench = Bench()
+        await bench.client.start_io(sys.executable, "-m", "splice.lsp")
+        options: dict[str, Any] = {"resolver": args.resolver}
+        if args.model_path:
+            options["modelPath"] = args.model_path
+        await bench.client.initialize_async(
+            types.InitializeParams(
+                capabilities=types.ClientCapabilities(), initialization_options=options
+            )
+        )
+        bench.client.initialized(types.InitializedParams())
+        await run_big(bench)
+        await bench.client.shutdown_async(None)
+        bench.client.exit(None)
+        await bench.client.stop()
+        return
     rec, text = pick_record()
     suffix = Path(rec["path"]).suffix
     print(f"file: {rec['id']} ({rec['lang']}, {text.count(chr(10))} lines, 5 conflicts)")
@@ -181,6 +282,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--resolver", default="auto")
     parser.add_argument("--model-path")
+    parser.add_argument("--big", action="store_true", help="the big-file and burst case")
     asyncio.run(run(parser.parse_args()))
 
 

@@ -178,3 +178,55 @@ def test_engine_answers_a_files_hunks_together_or_from_cache() -> None:
     assert len(rec.calls) == 1  # all cached
     engine.resolve([h1, h3])
     assert rec.calls[-1] == [h1, h3]  # h1 asked again, with the new hunk
+
+
+def test_hover_says_confidence_not_probability() -> None:
+    """Each candidate's confidence is estimated on its own: the column may add up to more than
+    1, so it is not called a probability, and the hover says what it is."""
+    from splice.lsp.analysis import Candidate
+
+    found = _analyze(DIFF3)
+    (view,) = found.conflicts
+    view.candidates = (
+        Candidate("ours", ("x = 1\n",), 0.9),
+        Candidate("theirs", ("x = 2\n",), 0.8),
+    )
+    text = hover.markdown(found, view)
+    assert "probability" not in text.lower()
+    assert "| # | resolution | confidence | first line |" in text
+    assert hover.CONFIDENCE_NOTE in text and "need not add up to 1" in text
+    markers = analyze(DIFF3, uri="file:///f", version=1, path="f.py", engine=None, threshold=0.5)
+    assert hover.PENDING in hover.markdown(markers, markers.conflicts[0], pending=True)
+    assert diagnostics.diagnostics(markers, pending=True)[0].message == diagnostics.PENDING
+
+
+def test_engine_asks_a_big_file_in_batches_nearest_the_edit_and_stops_when_told() -> None:
+    """More hunks than a batch: only new hunks are asked, nearest :attr:`Engine.focus` first, and
+    a cancellation between batches keeps what was answered."""
+    from splice.lsp.engine import BATCH, Cancelled
+    from splice.resolver.chunks import Conflict
+    from splice.resolver.resolvers import Hunk, Resolution
+
+    class Recorder:
+        name = "recorder"
+
+        def __init__(self) -> None:
+            self.calls: list[list[Hunk]] = []
+
+        def resolve_many(self, hunks):
+            self.calls.append(list(hunks))
+            return [Resolution(chosen=None) for _ in hunks]
+
+    engine = Engine(Settings(resolver="token-merge"), print)
+    rec = engine.resolver = Recorder()
+    hunks = [Hunk(Conflict((f"{i}\n",), ("a\n",), ("b\n",)), "python") for i in range(3 * BATCH)]
+    engine.focus = 2 * BATCH
+    engine.cancelled = lambda: len(rec.calls) >= 1
+    with pytest.raises(Cancelled):
+        engine.resolve(hunks)
+    (first,) = rec.calls
+    assert len(first) == BATCH and hunks[2 * BATCH] in first and hunks[0] not in first
+    assert all(h in engine.cache for h in first)
+    engine.cancelled = lambda: False
+    assert len(engine.resolve(hunks)) == len(hunks)
+    assert sum(len(c) for c in rec.calls) == len(hunks)  # nothing asked twice

@@ -57,7 +57,9 @@ def test_metrics_on_handmade_records() -> None:
         _record(base, ours, theirs, "def f():\n    return g(a2, b)\n"),  # token-merge right
         _record(base, "x = 1\n", "x = 2\n", "x = 1\n"),  # ours right, token-merge abstains
     ]
-    report = evaluate(records, ["ours", "token-merge"], dataset="t", workers=1, progress=False)
+    report = evaluate(
+        records, ["ours", "token-merge"], dataset="t", workers=1, progress=False, allow_discard=True
+    )
     assert report["n_files"] == 2 and report["n_hunks"] == 2 and report["unlocated"] == 0
     ours = report["resolvers"]["ours"]["overall"]
     assert (ours["coverage"], ours["precision"]) == (1.0, 0.5)
@@ -69,7 +71,9 @@ def test_metrics_on_handmade_records() -> None:
     records += [_record(base, "y = 1\n", "y = 2\n", "y = 1\n") for _ in range(2)]
     for record, repo in zip(records, ["a/one", "b/two", "b/two", "b/two"], strict=True):
         record["repo"] = repo
-    report = evaluate(records, ["theirs"], dataset="t", workers=1, progress=False)
+    report = evaluate(
+        records, ["theirs"], dataset="t", workers=1, progress=False, allow_discard=True
+    )
     res = report["resolvers"]["theirs"]
     assert res["overall"]["accuracy"] == 0.25
     assert {r: (m["hunks"], m["accuracy"]) for r, m in res["by_repo"].items()} == {
@@ -104,6 +108,7 @@ def test_splice_eval_on_real_data_writes_the_documented_schema(tmp_path: Path) -
             "--no-progress",
             "--json",
             str(out),
+            "--allow-discard",  # the baselines' answers drop a side: judge them all
         ],
         capture_output=True,
         text=True,
@@ -145,8 +150,15 @@ def test_coverage_and_precision_by_what_the_answer_keeps(tmp_path: Path) -> None
         _record("z = f(a)\n", "z = f(a, c)\n", "z = f( a )\n", "z = f(a, c)\n"),
     ]
     rows = tmp_path / "rows.jsonl.gz"
+    # judged like the rest, so that the drops show up among the applied answers
     report = evaluate(
-        records, ["ours", "token-merge"], dataset="t", workers=1, progress=False, rows_path=rows
+        records,
+        ["ours", "token-merge"],
+        dataset="t",
+        workers=1,
+        progress=False,
+        rows_path=rows,
+        allow_discard=True,
     )
     kinds = report["resolvers"]["ours"]["overall"]["by_kind"]
     assert (kinds["drops-theirs"]["proposed"], kinds["drops-theirs"]["correct"]) == (2, 1)

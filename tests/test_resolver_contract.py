@@ -43,8 +43,10 @@ ODD = [
 ]
 
 
-def _names() -> list[str]:
-    return resolver_names() if "auto" in resolver_names() else [*resolver_names(), "auto"]
+def _names() -> list:
+    """Every registered resolver; the neural ones' threshold check scans real conflicts (slow)."""
+    names = sorted({*resolver_names(), "auto", "model"})
+    return [pytest.param(n, marks=pytest.mark.slow) if n == "model" else n for n in names]
 
 
 def _check(hunk: Hunk, res: Resolution) -> None:

@@ -46,6 +46,11 @@ DEFAULT_DATA = "../shared/data/merges"
     "to this .jsonl.gz, e.g. runs/eval/val-auto.jsonl.gz, for scripts/fit_decision.py.",
 )
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option(
+    "--allow-discard",
+    is_flag=True,
+    help="Judge answers that drop a side's edits like the rest (as the driver's --allow-discard).",
+)
 def eval_command(
     data_dir: str,
     resolvers: tuple[str, ...],
@@ -57,6 +62,7 @@ def eval_command(
     json_path: str | None,
     no_progress: bool,
     rows_path: str | None = None,
+    allow_discard: bool = False,
 ) -> None:
     """Measure resolvers on real conflicts with known human resolutions."""
     from splice.data.dataset import iter_records, shard_paths
@@ -92,6 +98,7 @@ def eval_command(
         progress=not no_progress,
         total=limit,
         rows_path=rows_path,
+        allow_discard=allow_discard,
     )
     report["seconds"] = round(time.perf_counter() - start, 1)
     click.echo(format_table(report))

@@ -114,10 +114,14 @@ def _resolver(name: str) -> Any:
 
 
 def evaluate_record(
-    record: dict[str, Any], resolver_names: Sequence[str], details: bool = False
+    record: dict[str, Any],
+    resolver_names: Sequence[str],
+    details: bool = False,
+    allow_discard: bool = False,
 ) -> list[HunkRow]:
     """Run every resolver on every conflict hunk of one record (``details``: keep each hunk's
-    candidates in ``HunkRow.detail``)."""
+    candidates in ``HunkRow.detail``; ``allow_discard``: answers that drop a side's edits are
+    judged like the rest, as ``--allow-discard`` does)."""
     from splice.resolver.keeps import classify
     from splice.resolver.patterns import expressible
     from splice.resolver.pipeline import decide, find_hunks
@@ -151,7 +155,9 @@ def evaluate_record(
     syntax = _SyntaxJudge(chunks, base, ours, theirs, lang) if details else None
     for name in resolver_names:
         resolver = _resolver(name)
-        decide(chunks, reports, resolver, base, ours, theirs, lang=lang)
+        decide(
+            chunks, reports, resolver, base, ours, theirs, lang=lang, allow_discard=allow_discard
+        )
         for report, truth, row in zip(reports, truths, rows, strict=True):
             key = None if truth is None else normalize("".join(truth))
             applied = report.applied
@@ -247,10 +253,10 @@ def _candidates(
     return out
 
 
-def _work(args: tuple[dict[str, Any], Sequence[str], bool]) -> list[HunkRow]:
-    record, names, details = args
+def _work(args: tuple[dict[str, Any], Sequence[str], bool, bool]) -> list[HunkRow]:
+    record, names, details, allow_discard = args
     try:
-        return evaluate_record(record, names, details)
+        return evaluate_record(record, names, details, allow_discard)
     except RecursionError:  # pathological input: count nothing rather than crash the run
         return []
 
@@ -360,13 +366,14 @@ def evaluate(
     progress: bool = True,
     total: int | None = None,
     rows_path: str | Path | None = None,
+    allow_discard: bool = False,
 ) -> dict[str, Any]:
     """Evaluate resolvers over records (in ``workers`` processes) and summarize; with
     ``rows_path``, also write every hunk's candidates there (:func:`write_rows`)."""
     rows: list[HunkRow] = []
     n_files = 0
     details = rows_path is not None
-    jobs = ((rec, tuple(resolver_names), details) for rec in records)
+    jobs = ((rec, tuple(resolver_names), details, allow_discard) for rec in records)
     bar = None
     if progress:
         from rich.progress import (

@@ -288,7 +288,7 @@ class SpliceServer(LanguageServer):
         if uri not in self.stages:
             found = None
             if path and os.path.isfile(path):
-                from splice.cli.resolve import index_stages
+                from splice.data.git import index_stages
 
                 try:
                     found = index_stages(path)

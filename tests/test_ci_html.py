@@ -58,7 +58,7 @@ def test_html_renders_in_chromium(report: Path, tmp_path: Path) -> None:
         [*base, "--dump-dom", url], capture_output=True, text=True, timeout=90, check=False
     )
     assert dom.returncode == 0, dom.stderr[-2000:]
-    assert "needs a human" in dom.stdout and 'id="summary"' in dom.stdout
+    assert "a human is needed" in dom.stdout and 'id="summary"' in dom.stdout
     proc = subprocess.run(
         [*base, f"--screenshot={shot}", "--window-size=1280,900", url],
         capture_output=True,

@@ -138,7 +138,7 @@ def test_hover_code_spans() -> None:
 
 def test_server_module_imports_no_torch() -> None:
     code = (
-        "import sys, splice.lsp.server as s, splice.config as c; c.load_resolver('auto');"
+        "import sys, splice.lsp.server as s, splice.models.serving as c; c.load_resolver('auto');"
         "print('torch' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -42,9 +42,9 @@ def tok(tmp_path_factory: pytest.TempPathFactory):
     if DATA.is_dir():
         train_tokenizer(DATA, path, vocab_size=600, max_files=12)
     else:  # pragma: no cover - no data set
-        from splice.models import tokenizer as mod
+        from splice.models.serving.tokenizer import new_tokenizer
 
-        t = mod._new_tokenizer()
+        t = new_tokenizer()
         from tokenizers import pre_tokenizers, trainers
 
         trainer = trainers.BpeTrainer(

@@ -514,9 +514,9 @@ def test_parallel_collection_equals_serial(model_dir: Path) -> None:
 def test_calibration_rows_score_as_the_resolver_ranks(model_dir: Path, tmp_path: Path) -> None:
     """What calibration measures (hunk_calibration.scores / outcomes on collected rows) is what
     the resolver does: same reranked scores, same top candidate, confidence from Candidate.sure."""
-    from splice.models import hunk_calibration as hc
     from splice.models.serving.neural import NeuralResolver
     from splice.models.serving.rerank import FEATURES
+    from splice.models.training import hunk_calibration as hc
     from splice.resolver.pipeline import find_hunks as hunks_of
 
     from splice.data.dataset import iter_records

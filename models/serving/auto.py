@@ -8,9 +8,14 @@ the
 probability of being right, so for each hunk the more confident answer is chosen, and the other
 one stays among the suggestions (top 3, distinct texts).
 
-The threshold (``min_confidence``) is the one calibrated for the combination, on the validation
-hunks, for at least 95% precision (``calibration.json``: ``auto_threshold``, else the model's
-``threshold``). Without an installed model, ``auto`` is the token-merge policy alone, silently;
+The thresholds depend on what an answer keeps (:mod:`splice.resolver.keeps`): with a
+``decision`` section in ``calibration.json`` (``scripts/fit_decision.py``, fitted held out by
+repository), ``min_confidence`` is the one for answers that keep both sides' edits and
+``discard_min_confidence`` the one for answers that drop a side's edits (None: never applied
+automatically). Without it, ``min_confidence`` is ``auto_threshold`` (else the model's
+``threshold``) and answers that drop a side are never applied automatically.
+
+Without an installed model, ``auto`` is the token-merge policy alone, silently;
 with a broken one, the same after one line on stderr.
 """
 
@@ -19,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from splice.resolver.keeps import Thresholds
 from splice.resolver.resolvers import Hunk, Resolution, Resolver, Suggestion, register
 
 TOP_K = 3
@@ -53,10 +59,24 @@ class AutoResolver(Resolver):
         self._threshold = getattr(calib, "auto_threshold", None)
         if self._threshold is None:
             self._threshold = getattr(model, "min_confidence", None)
+        self._decision = calib.thresholds() if hasattr(calib, "thresholds") else None
 
     @property
-    def min_confidence(self) -> float | None:
+    def min_confidence(self) -> float | None:  # type: ignore[override]
+        """The threshold of answers that keep both sides' edits."""
+        if self._decision is not None:
+            return self._decision.keeps_both
         return self._threshold
+
+    @property
+    def discard_min_confidence(self) -> float | None:  # type: ignore[override]
+        """The threshold of answers that drop a side's edits (None: never applied)."""
+        return None if self._decision is None else self._decision.drops_side
+
+    @property
+    def thresholds(self) -> Thresholds:
+        """Both, for :func:`splice.resolver.keeps.required_confidence`."""
+        return Thresholds(self.min_confidence, self.discard_min_confidence)
 
     def resolve_many(self, hunks: Sequence[Hunk]) -> list[Resolution]:
         model_answers = self.model.resolve_many(hunks)  # type: ignore[attr-defined]

@@ -99,6 +99,13 @@ class Calibration:
     max_len: int = 128
     #: Weights of :data:`splice.models.serving.rerank.FEATURES` (None: the mixture ranks alone).
     rerank: tuple[float, ...] | None = None
+    #: Whether ``calibration.json`` has a ``decision`` section (``scripts/fit_decision.py``):
+    #: thresholds by what an answer keeps (:mod:`splice.resolver.keeps`).
+    decision: bool = False
+    #: Confidence an answer keeping both sides' edits needs (``decision.keeps_both``).
+    keeps_both: float | None = None
+    #: Confidence an answer dropping a side's edits needs (``decision.drops_side``; None: never).
+    drops_side: float | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Calibration:
@@ -131,7 +138,17 @@ class Calibration:
             rerank = tuple(float(x) for x in rerank["weights"])
             if len(rerank) != len(FEATURES) or not all(math.isfinite(x) for x in rerank):
                 raise ValueError("rerank weights must be one finite number per feature")
+        decision = data.get("decision")
+        keeps_both = drops_side = None
+        if decision is not None:
+            keeps_both, drops_side = decision.get("keeps_both"), decision.get("drops_side")
+            for name, v in (("keeps_both", keeps_both), ("drops_side", drops_side)):
+                if v is not None and not 0.0 <= float(v) <= 1.0:
+                    raise ValueError(f"decision.{name} {v} outside [0, 1]")
         return cls(
+            decision=decision is not None,
+            keeps_both=None if keeps_both is None else float(keeps_both),
+            drops_side=None if drops_side is None else float(drops_side),
             temperature=t,
             threshold=thr,
             token_weight=w,
@@ -142,6 +159,13 @@ class Calibration:
             auto_threshold=None if auto is None else float(auto),
             rerank=rerank,
         )
+
+    def thresholds(self) -> Any:
+        """The :class:`splice.resolver.keeps.Thresholds` of the ``decision`` section (None when
+        there is none)."""
+        from splice.resolver.keeps import Thresholds
+
+        return Thresholds(self.keeps_both, self.drops_side) if self.decision else None
 
     def confidence(self, score: float) -> float:
         """The calibrated probability that a candidate with mixture ``score`` is right."""

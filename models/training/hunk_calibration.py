@@ -232,7 +232,7 @@ def fit_rerank(
     """Rerank weights fitted on ``hunks`` (their mixtures under ``weights`` as the offset).
     With ``base`` rerank weights the offset is the reranked score and the result a correction
     to ``base``, L2-shrunk to zero by ``l2``: score with ``base + correction``."""
-    from splice.models import rerank
+    from splice.models.serving import rerank
 
     usable = [h for h in hunks if h.features is not None and len(h.right)]
     return rerank.fit(

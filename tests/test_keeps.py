@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from splice.resolver.chunks import Conflict, Stable, split_lines
@@ -149,3 +151,30 @@ def test_ours_drops_theirs_unless_theirs_is_a_subset(case: tuple[str, str, str, 
     assert kept.ours_dropped == 0
     assert (kept.kind == "drops-theirs") == theirs_has_own
     assert (kept.kind == "both") == (not theirs_has_own)
+
+
+def test_calibration_decision_reaches_the_auto_resolver(tmp_path: Path) -> None:
+    """``decision`` in calibration.json: read by ``Calibration``, exposed by ``auto``."""
+    import json
+
+    import pytest
+    from splice.models.serving.auto import AutoResolver
+    from splice.models.serving.neural import Calibration, NeuralResolver, default_model_dir
+
+    shipped = default_model_dir()
+    data = json.loads((shipped / "calibration.json").read_text())
+    data.pop("decision", None)
+    assert Calibration.from_json(data).thresholds() is None
+    with pytest.raises(ValueError, match="decision.keeps_both"):
+        Calibration.from_json({**data, "decision": {"keeps_both": 1.5, "drops_side": None}})
+    for name in ("tokenizer.json", "model.onnx"):
+        (tmp_path / name).symlink_to(shipped / name)
+    (tmp_path / "calibration.json").write_text(json.dumps(data))
+    old = AutoResolver(NeuralResolver(tmp_path))
+    assert (old.min_confidence, old.discard_min_confidence) == (data["auto_threshold"], None)
+    data["decision"] = {"keeps_both": 0.7, "drops_side": 0.99}
+    (tmp_path / "calibration.json").write_text(json.dumps(data))
+    auto = AutoResolver(NeuralResolver(tmp_path))
+    assert (auto.min_confidence, auto.discard_min_confidence) == (0.7, 0.99)
+    assert auto.thresholds == Thresholds(0.7, 0.99)
+    assert required_confidence(Kept("drops-ours", 1, 0, 1, 0), auto.thresholds) == 0.99

@@ -21,7 +21,7 @@ fitted on all validation repositories. ``--write`` puts them, with the held-out 
     .venv/bin/splice eval --split val --resolver auto --allow-discard --workers 2 \\
         --rows runs/eval/val-auto.jsonl.gz --json runs/eval/val-auto.json
     .venv/bin/python scripts/fit_decision.py --rows runs/eval/val-auto.jsonl.gz \\
-        --write models/shipped/calibration.json
+        --rule source --write models/shipped/calibration.json
 """
 
 from __future__ import annotations
@@ -99,6 +99,20 @@ RULES: dict[str, Group] = {
         c, "both" if not c["extra"] else "both-extra-1" if c["extra"] <= 1 else "both-extra-2+"
     ),
     "source": lambda h, c: _both(c, "both-policy" if c["policy"] else "both-model"),
+    "file-hunks": lambda h, c: _both(c, "both-alone" if h["n_hunks"] == 1 else "both-among"),
+    "side": lambda h, c: _both(c, f"both-{c['equals'] or 'combined'}"),
+    "side-file": lambda h, c: _both(
+        c, f"both-{c['equals'] or 'combined'}-{'alone' if h['n_hunks'] == 1 else 'among'}"
+    ),
+    "source-side": lambda h, c: _both(
+        c, f"both-policy-{c['equals'] or 'combined'}" if c["policy"] else "both-model"
+    ),
+    "source-side-file": lambda h, c: _both(
+        c,
+        f"both-policy-{c['equals'] or 'combined'}-{'alone' if h['n_hunks'] == 1 else 'among'}"
+        if c["policy"]
+        else "both-model",
+    ),
     "source-extra": lambda h, c: _both(
         c,
         "both-model"
@@ -231,7 +245,7 @@ def main() -> None:
     ap.add_argument("--target-both", type=float, default=0.96)
     ap.add_argument("--target-drops", type=float, default=0.97)
     ap.add_argument("--min-answers", type=int, default=20)
-    ap.add_argument("--rule", default="kind", choices=sorted(RULES), help="the shipped rule")
+    ap.add_argument("--rule", default="source", choices=sorted(RULES), help="the shipped rule")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--one-threshold", type=float, default=0.85, help="today's (cross-check)")
     ap.add_argument("--write", help="calibration.json to update (its decision section only)")
@@ -279,16 +293,24 @@ def main() -> None:
         fitted, ho = chosen["fitted"], chosen["held_out"]
         path = Path(args.write)
         calib = json.loads(path.read_text(encoding="utf-8"))
+        if args.rule not in ("kind", "source"):
+            raise SystemExit("--write takes --rule kind or --rule source (what the pipeline reads)")
+        section: dict[str, Any] = {"drops_side": fitted.get("drops")}
+        if args.rule == "kind":
+            section["keeps_both"] = fitted.get("both")
+        else:  # the policy's answers get their own threshold (None: never)
+            section["keeps_both"] = fitted.get("both-model")
+            section["policy"] = fitted.get("both-policy")
         calib["decision"] = {
-            "keeps_both": fitted.get("both"),
-            "drops_side": fitted.get("drops"),
+            **section,
             "rule": args.rule,
             "groups": fitted,
             "targets": targets,
             "min_answers": args.min_answers,
             "fitted_on": f"{len(hunks)} located hunks of the {len(ho['by_repo'])} validation "
             "repositories (splice eval --split val --resolver auto --allow-discard --rows)",
-            "command": "python scripts/fit_decision.py --rows ROWS --write calibration.json",
+            "command": "python scripts/fit_decision.py --rows ROWS --rule source "
+            "--write calibration.json",
             "held_out": {
                 "protocol": "leave one repository out: each repository's answers decided with "
                 "thresholds fitted on the other 21",

@@ -178,3 +178,22 @@ def test_calibration_decision_reaches_the_auto_resolver(tmp_path: Path) -> None:
     assert (auto.min_confidence, auto.discard_min_confidence) == (0.7, 0.99)
     assert auto.thresholds == Thresholds(0.7, 0.99)
     assert required_confidence(Kept("drops-ours", 1, 0, 1, 0), auto.thresholds) == 0.99
+
+
+def test_the_policy_can_have_its_own_threshold() -> None:
+    both = Kept("both", 0, 0, 0, 0)
+    t = Thresholds(keeps_both=0.89, drops_side=None, policy_separate=True, policy_keeps_both=None)
+    assert required_confidence(both, t, policy=False) == 0.89
+    assert required_confidence(both, t, policy=True) is None
+    assert required_confidence(both, Thresholds(0.89, None), policy=True) == 0.89
+
+
+def test_shipped_decision_never_applies_discards_automatically() -> None:
+    """The shipped calibration's fitted decision (scripts/fit_decision.py)."""
+    from splice.models.serving.auto import AutoResolver
+    from splice.models.serving.neural import NeuralResolver
+
+    auto = AutoResolver(NeuralResolver())
+    assert auto.discard_min_confidence is None
+    assert auto.policy_min_confidence is None
+    assert auto.min_confidence is not None and 0.5 < auto.min_confidence < 1.0

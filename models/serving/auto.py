@@ -74,8 +74,20 @@ class AutoResolver(Resolver):
         return None if self._decision is None else self._decision.drops_side
 
     @property
+    def policy_min_confidence(self) -> float | None:
+        """The threshold of the token-merge policy's answers when the calibration gives them
+        their own (``decision.policy``; None: never applied automatically), else
+        :attr:`min_confidence`."""
+        d = self._decision
+        if d is not None and d.policy_separate:
+            return d.policy_keeps_both
+        return self.min_confidence
+
+    @property
     def thresholds(self) -> Thresholds:
-        """Both, for :func:`splice.resolver.keeps.required_confidence`."""
+        """All of them, for :func:`splice.resolver.keeps.required_confidence`."""
+        if self._decision is not None:
+            return self._decision
         return Thresholds(self.min_confidence, self.discard_min_confidence)
 
     def resolve_many(self, hunks: Sequence[Hunk]) -> list[Resolution]:

@@ -106,6 +106,10 @@ class Calibration:
     keeps_both: float | None = None
     #: Confidence an answer dropping a side's edits needs (``decision.drops_side``; None: never).
     drops_side: float | None = None
+    #: Whether the token-merge policy's answers have their own threshold (``decision.policy``,
+    #: a key present, its value None: never applied automatically).
+    policy_separate: bool = False
+    policy_keeps_both: float | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Calibration:
@@ -139,16 +143,20 @@ class Calibration:
             if len(rerank) != len(FEATURES) or not all(math.isfinite(x) for x in rerank):
                 raise ValueError("rerank weights must be one finite number per feature")
         decision = data.get("decision")
-        keeps_both = drops_side = None
+        keeps_both = drops_side = policy = None
         if decision is not None:
             keeps_both, drops_side = decision.get("keeps_both"), decision.get("drops_side")
-            for name, v in (("keeps_both", keeps_both), ("drops_side", drops_side)):
+            policy = decision.get("policy")
+            values = (("keeps_both", keeps_both), ("drops_side", drops_side), ("policy", policy))
+            for name, v in values:
                 if v is not None and not 0.0 <= float(v) <= 1.0:
                     raise ValueError(f"decision.{name} {v} outside [0, 1]")
         return cls(
             decision=decision is not None,
             keeps_both=None if keeps_both is None else float(keeps_both),
             drops_side=None if drops_side is None else float(drops_side),
+            policy_separate=decision is not None and "policy" in decision,
+            policy_keeps_both=None if policy is None else float(policy),
             temperature=t,
             threshold=thr,
             token_weight=w,
@@ -165,7 +173,11 @@ class Calibration:
         there is none)."""
         from splice.resolver.keeps import Thresholds
 
-        return Thresholds(self.keeps_both, self.drops_side) if self.decision else None
+        if not self.decision:
+            return None
+        return Thresholds(
+            self.keeps_both, self.drops_side, self.policy_separate, self.policy_keeps_both
+        )
 
     def confidence(self, score: float) -> float:
         """The calibrated probability that a candidate with mixture ``score`` is right."""

@@ -177,8 +177,9 @@ class _Cached(Resolver):
         self.engine = engine
         self.name = engine.name
         self.min_confidence = inner.min_confidence
-        self.discard_min_confidence = getattr(inner, "discard_min_confidence", None)
-        self.checks_syntax = getattr(inner, "checks_syntax", True)
+        self.discard_min_confidence = inner.discard_min_confidence
+        self.checks_syntax = inner.checks_syntax
+        self.thresholds = inner.thresholds
 
     def resolve_many(self, hunks: Sequence[Hunk]) -> list[Resolution]:
         return self.engine.resolve(hunks)
@@ -194,7 +195,7 @@ def analyze(
     version: int | None,
     path: str | None,
     engine: Engine | None,
-    threshold: float,
+    min_confidence: float | None = None,
     stages: Callable[[], tuple[str, str, str] | None] | None = None,
     encoding: str = types.PositionEncodingKind.Utf16,
     allow_discard: bool = False,
@@ -202,9 +203,9 @@ def analyze(
     """Find the conflicts of ``text`` and decide each through the pipeline with ``engine``
     (None: nobody is asked).
 
-    ``stages`` gives the file's base, ours and theirs in git's index; ``threshold`` is what an
-    answer that keeps both sides needs (the user's ``confidenceThreshold``, else the resolver's
-    calibrated one); answers that drop a side need the resolver's stricter threshold, or are only
+    ``stages`` gives the file's base, ours and theirs in git's index; ``min_confidence`` is the
+    user's ``confidenceThreshold`` (None: the resolver's calibrated thresholds, as the driver
+    uses them); answers that drop a side need the resolver's stricter threshold, or are only
     suggested, unless ``allow_discard``.
     """
     from splice.resolver.languages import language_for_path
@@ -213,7 +214,11 @@ def analyze(
 
     lang = language_for_path(path)
     index = LineIndex(text, encoding)
-    result = Analysis(uri, version, text, lang, index, threshold)
+    resolver = _Cached(engine) if engine is not None else None
+    rule = DecisionRule.for_resolver(
+        resolver, min_confidence=min_confidence, allow_discard=allow_discard
+    )
+    result = Analysis(uri, version, text, lang, index, rule.min_confidence)
     from splice.resolver.markers import parse
 
     parsed = parse(text)
@@ -221,10 +226,6 @@ def analyze(
         result.sides = (text, text, text)
         return result
     found = stages() if stages else None
-    resolver = _Cached(engine) if engine is not None else None
-    rule = DecisionRule.for_resolver(
-        resolver, min_confidence=threshold, allow_discard=allow_discard
-    )
     outcome = merge_marked(text, resolver, path=path, lang=lang, stages=found, rule=rule)
     from splice.resolver.pipeline import rebuild
 

@@ -200,7 +200,8 @@ class Job:
     path: str | None
     encoding: str
     engine: Engine
-    threshold: float
+    #: The user's ``confidenceThreshold`` (None: the resolver's calibrated thresholds).
+    min_confidence: float | None
     #: Answers that drop a side's edits are judged like the rest (``allowDiscard``).
     allow_discard: bool = False
     #: The line of the last edit (its conflicts are asked first in a big document).
@@ -408,7 +409,7 @@ class SpliceServer(LanguageServer):
             path=doc.path if uri.startswith("file:") else None,
             encoding=str(self.workspace.position_encoding or types.PositionEncodingKind.Utf16),
             engine=engine,
-            threshold=engine.threshold(self.settings),
+            min_confidence=self.settings.confidence_threshold,
             allow_discard=self.settings.allow_discard,
             focus=self.focus.pop(uri, None),
         )
@@ -475,7 +476,7 @@ class SpliceServer(LanguageServer):
             version=job.version,
             path=job.path,
             engine=engine,
-            threshold=job.threshold,
+            min_confidence=job.min_confidence,
             stages=lambda: self._stages(job.uri, job.path),
             encoding=job.encoding,
             allow_discard=job.allow_discard,
@@ -582,7 +583,7 @@ class SpliceServer(LanguageServer):
                 version=version,
                 path=doc.path if uri.startswith("file:") else None,
                 engine=None,
-                threshold=self.engine.threshold(self.settings),
+                min_confidence=self.settings.confidence_threshold,
                 encoding=str(self.workspace.position_encoding or types.PositionEncodingKind.Utf16),
             )
             self.preliminary[uri] = found

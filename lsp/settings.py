@@ -5,9 +5,10 @@ Keys (camelCase, at the top level or under a ``"splice"`` section):
 - ``allowDiscard`` (bool, default false): apply (fix-all, the preferred action) answers that drop
   one side's edits when they clear the threshold below, like the rest; by default they need the
   resolver's stricter calibrated threshold, or stay suggestions;
-- ``confidenceThreshold`` (0..1, default: the resolver's calibrated threshold, else 0.85): an
-  answer that keeps both sides' edits and is at least this sure is "confident" (named in
-  diagnostics, applied by fix-all);
+- ``confidenceThreshold`` (0..1, default: none, the resolver's calibrated thresholds by group of
+  answer, as the driver applies them): one threshold of your own; an answer that keeps both
+  sides' edits and is at least this sure is "confident" (named in diagnostics, applied by
+  fix-all);
 - ``debounceMs`` (0..10000, default 150): after a change, wait this long without another change
   before analysing the document (a burst of keystrokes is analysed once, at its last version);
 - ``diagnostics`` (bool, default true): publish one diagnostic per conflict;

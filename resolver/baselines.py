@@ -17,7 +17,7 @@ class TakeSide(Resolver):
 
     def resolve(self, hunk: Hunk) -> Resolution:
         lines = getattr(hunk.conflict, self.side)
-        chosen = Suggestion(lines=tuple(lines), confidence=1.0, explanation=f"take {self.side}")
+        chosen = Suggestion(tuple(lines), 1.0, f"take {self.side}", self.name)
         return Resolution(chosen=chosen, suggestions=(chosen,))
 
 
@@ -34,7 +34,7 @@ class NaiveTokenMerge(Resolver):
         if any(isinstance(c, Conflict) for c in chunks):
             return Resolution(chosen=None)
         text = "".join(u for c in chunks for u in c.units)
-        chosen = Suggestion(tuple(split_lines(text)), 1.0, "token-level merge")
+        chosen = Suggestion(tuple(split_lines(text)), 1.0, "token-level merge", self.name)
         return Resolution(chosen=chosen, suggestions=(chosen,))
 
 

@@ -5,10 +5,11 @@ driver, ``splice resolve``, the language server and ``splice ci`` can never disa
 
 An answer is applied when, trying the resolver's candidates best first, one
 
-1. clears the confidence its kind needs (:func:`splice.resolver.keeps.required_confidence`): an
-   answer that keeps both sides' edits needs the resolver's calibrated ``min_confidence``; one
-   that drops a side's edits needs the stricter ``discard_min_confidence`` and, when the resolver
-   has none, is never applied automatically (it stays a suggestion), and
+1. clears the confidence its group needs (:mod:`splice.resolver.thresholds`): the resolver's
+   calibrated thresholds group answers by what they keep (:mod:`splice.resolver.keeps`) and
+   where they come from; an answer that drops a side's edits needs the stricter
+   ``discard_min_confidence`` and, when the resolver has none, is never applied automatically
+   (it stays a suggestion), and so is an answer of a group without a threshold; and
 2. adds no parse error: the file with this conflict resolved (every other conflict taking ours)
    has no more tree-sitter errors than both the same file taking ours here and the cleanest of
    the three inputs.
@@ -19,8 +20,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from splice.resolver.keeps import Kept, Thresholds, classify, required_confidence
+from splice.resolver.keeps import Kept, classify
 from splice.resolver.resolvers import Hunk, Resolution, Resolver, Suggestion
+from splice.resolver.thresholds import POLICY_SOURCE, AnswerFeatures, Thresholds
 
 #: What an answer that keeps both sides needs when neither the caller nor the resolver says.
 DEFAULT_MIN_CONFIDENCE = 0.85
@@ -28,13 +30,22 @@ DEFAULT_MIN_CONFIDENCE = 0.85
 
 @dataclass(frozen=True)
 class DecisionRule:
-    """The confidences answers need, by what they keep, and whether syntax is checked."""
+    """The confidences answers need, by group (:mod:`splice.resolver.thresholds`), and whether
+    syntax is checked."""
 
-    #: For answers that keep both sides' edits.
-    min_confidence: float = DEFAULT_MIN_CONFIDENCE
-    #: For answers that drop a side's edits; None: never applied automatically.
-    discard_min_confidence: float | None = None
+    thresholds: Thresholds = Thresholds(DEFAULT_MIN_CONFIDENCE, None)
     checks_syntax: bool = True
+
+    @property
+    def min_confidence(self) -> float:
+        """The threshold shown to users: that of answers that keep both sides (1.0: never)."""
+        keep = self.thresholds.keeps_both
+        return 1.0 if keep is None else keep
+
+    @property
+    def discard_min_confidence(self) -> float | None:
+        """The threshold of answers that drop a side's edits (None: never applied)."""
+        return self.thresholds.drops_side
 
     @classmethod
     def for_resolver(
@@ -44,8 +55,14 @@ class DecisionRule:
         min_confidence: float | None = None,
         allow_discard: bool = False,
     ) -> DecisionRule:
-        """The rule for ``resolver``: its calibrated thresholds, ``min_confidence`` (the user's
-        ``--min-confidence``) raising both, ``allow_discard`` judging discards like the rest."""
+        """The rule for ``resolver``: its calibrated thresholds by group; or, with
+        ``min_confidence`` (the user's ``--min-confidence``), that one threshold for every answer
+        that keeps both sides and the stricter of it and the resolver's for answers that drop a
+        side; ``allow_discard`` judges discards like the rest (one threshold for all)."""
+        checks = True if resolver is None else resolver.checks_syntax
+        own = None if resolver is None else resolver.thresholds
+        if own is not None and min_confidence is None and not allow_discard:
+            return cls(own, checks)
         keep = min_confidence
         if keep is None and resolver is not None:
             keep = resolver.min_confidence
@@ -56,14 +73,24 @@ class DecisionRule:
             drop = keep
         elif drop is not None and min_confidence is not None:
             drop = max(drop, min_confidence)
-        checks = True if resolver is None else resolver.checks_syntax
-        return cls(float(keep), None if drop is None else float(drop), checks)
+        return cls(Thresholds(float(keep), None if drop is None else float(drop)), checks)
 
-    def required(self, kept: Kept) -> float | None:
+    def required(self, kept: Kept, features: AnswerFeatures | None = None) -> float | None:
         """The confidence an answer keeping ``kept`` needs (None: never applied)."""
-        return required_confidence(
-            kept, Thresholds(keeps_both=self.min_confidence, drops_side=self.discard_min_confidence)
-        )
+        return self.thresholds.required(features or AnswerFeatures(kept.kind))
+
+
+def _squash(lines: Sequence[str]) -> str:
+    return "".join("".join(lines).split())
+
+
+def answer_features(hunk: Hunk, answer: Suggestion, kept: Kept) -> AnswerFeatures:
+    """What the grouping rules look at for ``answer`` to ``hunk``."""
+    c = hunk.conflict
+    text = _squash(answer.lines)
+    equals = "ours" if text == _squash(c.ours) else "theirs" if text == _squash(c.theirs) else None
+    alone = hunk.file is not None and hunk.file.n_conflicts == 1
+    return AnswerFeatures(kept.kind, answer.source == POLICY_SOURCE, equals, alone)
 
 
 @dataclass(frozen=True)
@@ -105,7 +132,7 @@ def decide_hunk(
     for answer in ranked(resolution):
         kept = classify(hunk.conflict, answer.lines, hunk.lang)
         first_kept = first_kept or kept
-        need = rule.required(kept)
+        need = rule.required(kept, answer_features(hunk, answer, kept))
         if need is None:
             reason = reason or f"{kept.describe()}: left as a suggestion"
             continue

@@ -64,6 +64,11 @@ class FileContext:
         return self._chunks
 
     @cached_property
+    def n_conflicts(self) -> int:
+        """How many conflict hunks the line merge leaves."""
+        return sum(1 for c in self.chunks if not isinstance(c, Stable))
+
+    @cached_property
     def rest_names(self) -> frozenset[str]:
         """Names in the merged file outside every conflict hunk."""
         return names([u for c in self.chunks if isinstance(c, Stable) for u in c.units])

@@ -1,4 +1,4 @@
-"""What a candidate resolution keeps of each side's edits, and the confidence it needs.
+"""What a candidate resolution keeps of each side's edits.
 
 A side's *edits* are what it changed against base, as significant tokens: every token of the
 project's tokenizer (:mod:`splice.resolver.tokenize`) except whitespace between tokens. Whitespace
@@ -197,37 +197,3 @@ def classify(conflict: Conflict, lines: Sequence[str], lang: str | None) -> Kept
     td, tl = (0, 0) if _merges_to(b, t, r, lang) else dropped(base, theirs, answer)
     kind = KINDS[(od > 0) + 2 * (td > 0)]
     return Kept(kind, od, td, ol, tl)
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    """Confidence an answer needs to be applied automatically, by what it keeps (None: never).
-
-    ``calibration.json``'s ``decision`` provides them (:mod:`splice.models.serving.neural`).
-    With ``policy_separate``, answers of the token-merge policy (:mod:`splice.resolver.policy`,
-    whose fixed confidences are its precision per shape on the training repositories) need
-    ``policy_keeps_both`` instead of ``keeps_both`` (None: never): on the validation
-    repositories its shapes were far less precise than their confidences (docs/EVALUATION.md).
-    """
-
-    keeps_both: float | None
-    drops_side: float | None
-    policy_separate: bool = False
-    policy_keeps_both: float | None = None
-
-
-def required_confidence(
-    kept: Kept, thresholds: Thresholds, *, policy: bool = False, **features: object
-) -> float | None:
-    """The confidence an answer of this kind needs to be applied automatically (None: never).
-
-    ``policy``: the answer comes from the token-merge policy (its explanation starts with
-    ``token-level merge``). Other ``features`` are accepted for rules beyond these; none is used
-    (none held up held out by repository without leaning on one side, see docs/EVALUATION.md).
-    """
-    del features
-    if not kept.keeps_both:
-        return thresholds.drops_side
-    if policy and thresholds.policy_separate:
-        return thresholds.policy_keeps_both
-    return thresholds.keeps_both

@@ -145,6 +145,7 @@ class SafeTokenMerge(Resolver):
             tuple(split_lines(shape.merged)),
             self.confidence(shape),
             "a token-level merge, " + _SHAPE_WORDS[shape.kind],
+            self.name,
         )
         return Resolution(chosen=chosen, suggestions=(chosen,))
 

@@ -15,6 +15,7 @@ from splice.resolver.chunks import Conflict
 
 if TYPE_CHECKING:
     from splice.resolver.filecontext import FileContext
+    from splice.resolver.thresholds import Thresholds
 
 
 @dataclass(frozen=True)
@@ -37,8 +38,10 @@ class Suggestion:
 
     lines: tuple[str, ...]
     confidence: float
-    #: How it was obtained, e.g. "token-merge" or a pattern name per token conflict.
+    #: How it was obtained, in words (shown to users).
     explanation: str = ""
+    #: The registered name of the resolver that produced it ("token-merge", "model", ...).
+    source: str = ""
 
 
 @dataclass(frozen=True)
@@ -59,12 +62,15 @@ class Resolver:
     - ``discard_min_confidence``: the calibrated confidence an answer that drops one side's edits
       needs (None: never applied automatically; it stays a suggestion).
     - ``checks_syntax``: whether the pipeline's syntax check applies (baselines turn it off).
+    - ``thresholds``: calibrated thresholds by group of answer (:mod:`splice.resolver.thresholds`),
+      when the resolver has more than the two above (None: just those two).
     """
 
     name: str = ""
     min_confidence: float | None = None
     discard_min_confidence: float | None = None
     checks_syntax: bool = True
+    thresholds: Thresholds | None = None
 
     def resolve(self, hunk: Hunk) -> Resolution:
         raise NotImplementedError

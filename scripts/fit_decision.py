@@ -8,9 +8,10 @@ candidate, in the pipeline's order, whose confidence reaches the threshold of it
 passes the syntax check is applied.
 
 Groups: ``drops`` (an answer that drops a side's edits), and the answers that keep both, split
-by the rule under test (``RULES``). Each group's threshold is the lowest confidence at which
-that group's answers (the most confident syntax-valid one per hunk) are at least ``target``
-precise on the fitting repositories, with at least ``--min-answers`` answers; else None (never).
+by the rule under test (``GROUPS``: the library's ``RULES`` and two measured only). Each group's
+threshold is the lowest confidence at which that group's answers (the most confident syntax-valid
+one per hunk) are at least ``target`` precise on the fitting repositories, with at least
+``--min-answers`` answers; else None (never).
 
 Protocol: leave one repository out. For each validation repository the thresholds are fitted on
 the other ones and applied to it; the pooled applied answers of all held-out repositories give
@@ -21,7 +22,7 @@ fitted on all validation repositories. ``--write`` puts them, with the held-out 
     .venv/bin/splice eval --split val --resolver auto --allow-discard --workers 2 \\
         --rows runs/eval/val-auto.jsonl.gz --json runs/eval/val-auto.json
     .venv/bin/python scripts/fit_decision.py --rows runs/eval/val-auto.jsonl.gz \\
-        --rule source --write models/shipped/calibration.json
+        --rule source-side-file --write models/shipped/calibration.json
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from typing import Any
 
 from splice.resolver.chunks import Conflict, split_lines
 from splice.resolver.keeps import classify
+from splice.resolver.thresholds import POLICY_SOURCE, RULES, AnswerFeatures
 
 from splice.data.evaluation import read_rows
 
@@ -74,7 +76,9 @@ def _prepare_one(job: tuple[dict[str, Any], str]) -> dict[str, Any]:
     for cand in h["resolvers"][resolver]["candidates"]:
         kept = classify(c, split_lines(cand["text"]), lang)
         cand["kind"] = kept.kind
-        cand["policy"] = cand["explanation"].startswith("token-level merge")
+        cand["policy"] = cand.get("source") == POLICY_SOURCE or cand["explanation"].startswith(
+            ("token-level merge", "a token-level merge")  # rows written before ``source``
+        )
         sig = _sig(cand["text"])
         cand["equals"] = next((k for k, v in sides.items() if v == sig), None)
         cand["extra"] = 0
@@ -88,39 +92,32 @@ def _prepare_one(job: tuple[dict[str, Any], str]) -> dict[str, Any]:
     return h
 
 
-def _both(c: dict[str, Any], label: str) -> str:
-    return "drops" if c["kind"] != "both" else label
+def features(h: dict[str, Any], c: dict[str, Any]) -> AnswerFeatures:
+    """The candidate's :class:`AnswerFeatures`, as the live decision builds them."""
+    return AnswerFeatures(c["kind"], c["policy"], c["equals"], h["n_hunks"] == 1)
 
 
-RULES: dict[str, Group] = {
-    "kind": lambda h, c: _both(c, "both"),
-    "subsumes": lambda h, c: _both(c, "both-extra" if c["extra"] else "both"),
-    "extra-size": lambda h, c: _both(
-        c, "both" if not c["extra"] else "both-extra-1" if c["extra"] <= 1 else "both-extra-2+"
-    ),
-    "source": lambda h, c: _both(c, "both-policy" if c["policy"] else "both-model"),
-    "file-hunks": lambda h, c: _both(c, "both-alone" if h["n_hunks"] == 1 else "both-among"),
-    "side": lambda h, c: _both(c, f"both-{c['equals'] or 'combined'}"),
-    "side-file": lambda h, c: _both(
-        c, f"both-{c['equals'] or 'combined'}-{'alone' if h['n_hunks'] == 1 else 'among'}"
-    ),
-    "source-side": lambda h, c: _both(
-        c, f"both-policy-{c['equals'] or 'combined'}" if c["policy"] else "both-model"
-    ),
-    "source-side-file": lambda h, c: _both(
-        c,
-        f"both-policy-{c['equals'] or 'combined'}-{'alone' if h['n_hunks'] == 1 else 'among'}"
-        if c["policy"]
-        else "both-model",
-    ),
-    "source-extra": lambda h, c: _both(
-        c,
-        "both-model"
-        if not c["policy"]
-        else "both-policy-extra"
-        if c["extra"]
-        else "both-policy-same",
-    ),
+def _rule(name: str) -> Group:
+    rule = RULES[name]
+    return lambda h, c: rule(features(h, c))
+
+
+def _subsumes(c: dict[str, Any], extra_size: bool) -> str:
+    if c["kind"] != "both":
+        return "drops"
+    if not c["extra"]:
+        return "both"
+    if not extra_size:
+        return "both-extra"
+    return "both-extra-1" if c["extra"] <= 1 else "both-extra-2+"
+
+
+#: The library's rules (what the pipeline can ship), then two measured only: a subsuming side's
+#: extra edit, and its size (those need the other side classified, which the pipeline skips).
+GROUPS: dict[str, Group] = {
+    **{name: _rule(name) for name in RULES},
+    "subsumes": lambda h, c: _subsumes(c, False),
+    "extra-size": lambda h, c: _subsumes(c, True),
 }
 
 
@@ -245,7 +242,9 @@ def main() -> None:
     ap.add_argument("--target-both", type=float, default=0.96)
     ap.add_argument("--target-drops", type=float, default=0.97)
     ap.add_argument("--min-answers", type=int, default=20)
-    ap.add_argument("--rule", default="source", choices=sorted(RULES), help="the shipped rule")
+    ap.add_argument(
+        "--rule", default="source-side-file", choices=sorted(RULES), help="the shipped rule"
+    )
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--one-threshold", type=float, default=0.85, help="today's (cross-check)")
     ap.add_argument("--write", help="calibration.json to update (its decision section only)")
@@ -274,14 +273,14 @@ def main() -> None:
         ]
     )
     one = {g: args.one_threshold for g in ("both", "drops")}
-    check = tally([(h, decide(h, RULES["kind"], one, res)) for h in hunks])
+    check = tally([(h, decide(h, GROUPS["kind"], one, res)) for h in hunks])
     report: dict[str, Any] = {
         "hunks": len(hunks),
         "before": before,
         "simulated_one_threshold": check,
         "rules": {},
     }
-    for name, group in RULES.items():
+    for name, group in GROUPS.items():
         ho, folds = held_out(hunks, group, res, targets, args.min_answers)
         fitted = fit(hunks, group, res, targets, args.min_answers)
         report["rules"][name] = {"held_out": ho, "folds": folds, "fitted": fitted}
@@ -293,23 +292,19 @@ def main() -> None:
         fitted, ho = chosen["fitted"], chosen["held_out"]
         path = Path(args.write)
         calib = json.loads(path.read_text(encoding="utf-8"))
-        if args.rule not in ("kind", "source"):
-            raise SystemExit("--write takes --rule kind or --rule source (what the pipeline reads)")
-        section: dict[str, Any] = {"drops_side": fitted.get("drops")}
-        if args.rule == "kind":
-            section["keeps_both"] = fitted.get("both")
-        else:  # the policy's answers get their own threshold (None: never)
-            section["keeps_both"] = fitted.get("both-model")
-            section["policy"] = fitted.get("both-policy")
+        if args.rule not in RULES:
+            raise SystemExit(f"--write takes a rule the pipeline reads: {', '.join(RULES)}")
+        keep = fitted.get("both") if args.rule == "kind" else fitted.get("both-model")
         calib["decision"] = {
-            **section,
+            "keeps_both": keep,
+            "drops_side": fitted.get("drops"),
             "rule": args.rule,
-            "groups": fitted,
+            "groups": {g: t for g, t in fitted.items() if g != "drops"},
             "targets": targets,
             "min_answers": args.min_answers,
             "fitted_on": f"{len(hunks)} located hunks of the {len(ho['by_repo'])} validation "
             "repositories (splice eval --split val --resolver auto --allow-discard --rows)",
-            "command": "python scripts/fit_decision.py --rows ROWS --rule source "
+            "command": f"python scripts/fit_decision.py --rows ROWS --rule {args.rule} "
             "--write calibration.json",
             "held_out": {
                 "protocol": "leave one repository out: each repository's answers decided with "

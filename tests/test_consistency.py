@@ -28,23 +28,44 @@ from splice.data.dataset import iter_records
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "merges"
-#: Conflict records sampled (one per validation repository, then round-robin).
+#: Conflict records sampled (one per validation repository, then round-robin), and how many of
+#: them are picked among those the shipped decision resolves (so the comparison covers answers).
 SAMPLE = 30
+RESOLVABLE = 6
 EXT = {"python": ".py", "java": ".java", "javascript": ".js", "typescript": ".ts"}
 EXT |= {"csharp": ".cs", "go": ".go"}
+
+
+def _policy_applies(rec: dict) -> bool:
+    """Whether the shipped decision applies the token-merge policy's answer somewhere in ``rec``."""
+    import json
+
+    from splice.models.serving.neural import Calibration, default_model_dir
+    from splice.resolver.decision import DecisionRule
+    from splice.resolver.pipeline import merge_file
+    from splice.resolver.policy import SafeTokenMerge
+
+    calib = json.loads((default_model_dir() / "calibration.json").read_text())
+    rule = DecisionRule(Calibration.from_json(calib).decision)
+    out = merge_file(rec["base"], rec["ours"], rec["theirs"], SafeTokenMerge(), rule=rule)
+    return any(h.applied for h in out.hunks)
 
 
 def _sample() -> list[dict]:
     if not DATA.is_dir():
         pytest.skip(f"no data set at {DATA}")
-    out = []
-    for rec in iter_records(DATA, split="val", per_repo_limit=3, limit=400):
+    out, resolvable = [], []
+    for rec in iter_records(DATA, split="val", per_repo_limit=40, limit=2000):
         small = max(len(rec[k]) for k in ("base", "ours", "theirs")) < 40_000
-        if small and rec["lang"] in EXT and 1 <= rec["n_conflicts"] <= 6:
+        if not (small and rec["lang"] in EXT and 1 <= rec["n_conflicts"] <= 6):
+            continue
+        if len(out) < SAMPLE - RESOLVABLE and rec["repo"] not in {r["repo"] for r in out[-3:]}:
             out.append(rec)
-        if len(out) == SAMPLE:
+        elif len(resolvable) < RESOLVABLE and rec["n_conflicts"] == 1 and _policy_applies(rec):
+            resolvable.append(rec)
+        if len(out) + len(resolvable) == SAMPLE:
             break
-    return out
+    return out + resolvable
 
 
 def _repo(path: Path, records: list[dict]) -> tuple[GitRepo, dict[str, dict]]:
@@ -84,7 +105,7 @@ def _fix_all(repo: GitRepo, name: str) -> str:
         version=1,
         path=str(path),
         engine=engine,
-        threshold=engine.threshold(Settings()),
+        min_confidence=Settings().confidence_threshold,
         stages=lambda: index_stages(str(path)),
     )
     out, done = [], 0

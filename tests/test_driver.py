@@ -52,16 +52,24 @@ def test_resolved_conflict_exits_0(git_repo: GitRepo) -> None:
 
 
 def test_token_merge_end_to_end(git_repo: GitRepo) -> None:
-    """A subsumed shape (ours only changed whitespace) is resolved at the default threshold."""
+    """The shipped decision applies the policy's answer when ours made theirs' edit and more
+    (the file's only conflict), and leaves markers when the answer is theirs' text (ours changed
+    only whitespace): that shape was below the fitted precision on held-out repositories."""
     git_repo.use_driver()
     base = "def f():\n    return call(alpha, beta)  \n"
-    ours = "def f():\n    return call(alpha, beta)\n"
-    theirs = "def f():\n    return call(alpha2, beta)  \n"
-    git_repo.conflict_branches({"f.py": (base, ours, theirs)})
+    subsumes = (
+        base,
+        "def f():\n    return call(alpha2, beta, gamma)\n",
+        base.replace("alpha", "alpha2"),
+    )
+    whitespace = (base, "def f():\n    return call(alpha, beta)\n", base.replace("alpha", "alpha2"))
+    git_repo.conflict_branches({"f.py": subsumes, "g.py": whitespace})
     proc = git_repo.merge()
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert git_repo.read("f.py") == b"def f():\n    return call(alpha2, beta)\n"
-    assert "splice: f.py: 1 of 1 conflict resolved" in proc.stderr
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert git_repo.read("f.py") == b"def f():\n    return call(alpha2, beta, gamma)\n"
+    assert "splice: f.py: 1 of 1 conflict resolved, both sides kept" in proc.stderr
+    assert b"<<<<<<< " in git_repo.read("g.py")
+    assert "splice: g.py: 0 of 1 conflict resolved" in proc.stderr
 
 
 COMBINED = (

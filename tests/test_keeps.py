@@ -7,7 +7,8 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from splice.resolver.chunks import Conflict, Stable, split_lines
-from splice.resolver.keeps import Kept, Thresholds, classify, required_confidence, units
+from splice.resolver.keeps import Kept, classify, units
+from splice.resolver.thresholds import Thresholds, required_confidence
 from splice.resolver.tokenmerge import merge_hunk
 
 
@@ -164,7 +165,7 @@ def test_calibration_decision_reaches_the_auto_resolver(tmp_path: Path) -> None:
     shipped = default_model_dir()
     data = json.loads((shipped / "calibration.json").read_text())
     data.pop("decision", None)
-    assert Calibration.from_json(data).thresholds() is None
+    assert Calibration.from_json(data).decision is None
     with pytest.raises(ValueError, match="decision.keeps_both"):
         Calibration.from_json({**data, "decision": {"keeps_both": 1.5, "drops_side": None}})
     for name in ("tokenizer.json", "model.onnx"):
@@ -176,24 +177,6 @@ def test_calibration_decision_reaches_the_auto_resolver(tmp_path: Path) -> None:
     (tmp_path / "calibration.json").write_text(json.dumps(data))
     auto = AutoResolver(NeuralResolver(tmp_path))
     assert (auto.min_confidence, auto.discard_min_confidence) == (0.7, 0.99)
+    assert auto.thresholds is not None
     assert auto.thresholds == Thresholds(0.7, 0.99)
     assert required_confidence(Kept("drops-ours", 1, 0, 1, 0), auto.thresholds) == 0.99
-
-
-def test_the_policy_can_have_its_own_threshold() -> None:
-    both = Kept("both", 0, 0, 0, 0)
-    t = Thresholds(keeps_both=0.89, drops_side=None, policy_separate=True, policy_keeps_both=None)
-    assert required_confidence(both, t, policy=False) == 0.89
-    assert required_confidence(both, t, policy=True) is None
-    assert required_confidence(both, Thresholds(0.89, None), policy=True) == 0.89
-
-
-def test_shipped_decision_never_applies_discards_automatically() -> None:
-    """The shipped calibration's fitted decision (scripts/fit_decision.py)."""
-    from splice.models.serving.auto import AutoResolver
-    from splice.models.serving.neural import NeuralResolver
-
-    auto = AutoResolver(NeuralResolver())
-    assert auto.discard_min_confidence is None
-    assert auto.policy_min_confidence is None
-    assert auto.min_confidence is not None and 0.5 < auto.min_confidence < 1.0

@@ -64,7 +64,7 @@ def real_record() -> dict[str, Any]:
                     version=1,
                     path=rec["path"],
                     engine=engine,
-                    threshold=0.0,
+                    min_confidence=0.0,
                 )
                 if any(v.candidates for v in found.conflicts):
                     return rec

@@ -19,7 +19,9 @@ DIFF3 = "a\n<<<<<<< ours\nx = 1\n||||||| base\nx = 0\n=======\nx = 2\n>>>>>>> th
 
 def _analyze(text: str, resolver: str = "token-merge", path: str = "f.py", **kw) -> Analysis:
     engine = Engine(Settings(resolver=resolver), print)
-    return analyze(text, uri="file:///f", version=1, path=path, engine=engine, threshold=0.5, **kw)
+    return analyze(
+        text, uri="file:///f", version=1, path=path, engine=engine, min_confidence=0.5, **kw
+    )
 
 
 def test_line_index_follows_the_lsp_line_rules() -> None:
@@ -114,7 +116,7 @@ def test_fix_all_skips_suggestions_that_add_parse_errors() -> None:
         version=1,
         path="f.py",
         engine=engine,
-        threshold=0.5,
+        min_confidence=0.5,
         allow_discard=True,
     )
     assert found.conflicts[0].confident is None  # the one rule: sure, but a parse error
@@ -195,7 +197,9 @@ def test_hover_says_confidence_not_probability() -> None:
     assert "probability" not in text.lower()
     assert "| # | resolution | confidence | first line |" in text
     assert hover.CONFIDENCE_NOTE in text and "need not add up to 1" in text
-    markers = analyze(DIFF3, uri="file:///f", version=1, path="f.py", engine=None, threshold=0.5)
+    markers = analyze(
+        DIFF3, uri="file:///f", version=1, path="f.py", engine=None, min_confidence=0.5
+    )
     assert hover.PENDING in hover.markdown(markers, markers.conflicts[0], pending=True)
     assert diagnostics.diagnostics(markers, pending=True)[0].message == diagnostics.PENDING
 

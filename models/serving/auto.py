@@ -3,17 +3,17 @@
 The two answer different hunks well: the token-merge policy (:mod:`splice.resolver.policy`) is
 sure of the hunks where one side's edits subsume the other's, with confidences measured as its
 precision per edit shape; the model ranks every hunk's candidates, with confidences calibrated on
-the validation repositories (:mod:`splice.models.training.hunk_calibration`). Both are estimates of
-the
-probability of being right, so for each hunk the more confident answer is chosen, and the other
-one stays among the suggestions (top 3, distinct texts).
+the validation repositories (:mod:`splice.models.training.hunk_calibration`). Both are estimates
+of the probability of being right, so for each hunk the more confident answer is chosen, and the
+other one stays among the suggestions (top 3, distinct texts).
 
-The thresholds depend on what an answer keeps (:mod:`splice.resolver.keeps`): with a
-``decision`` section in ``calibration.json`` (``scripts/fit_decision.py``, fitted held out by
-repository), ``min_confidence`` is the one for answers that keep both sides' edits and
-``discard_min_confidence`` the one for answers that drop a side's edits (None: never applied
-automatically). Without it, ``min_confidence`` is ``auto_threshold`` (else the model's
-``threshold``) and answers that drop a side are never applied automatically.
+The thresholds depend on the answer's group (:mod:`splice.resolver.thresholds`: what it keeps,
+whether the policy or the model gave it, which side it equals, whether the file has other
+conflicts): with a ``decision`` section in ``calibration.json`` (``scripts/fit_decision.py``,
+fitted held out by repository) they are its groups'; answers that drop a side's edits need
+``discard_min_confidence`` (None: never applied automatically). Without it, ``min_confidence``
+is ``auto_threshold`` (else the model's ``threshold``) and answers that drop a side are never
+applied automatically.
 
 Without an installed model, ``auto`` is the token-merge policy alone, silently;
 with a broken one, the same after one line on stderr.
@@ -24,8 +24,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from splice.resolver.keeps import Thresholds
 from splice.resolver.resolvers import Hunk, Resolution, Resolver, Suggestion, register
+from splice.resolver.thresholds import Thresholds
 
 TOP_K = 3
 
@@ -59,11 +59,11 @@ class AutoResolver(Resolver):
         self._threshold = getattr(calib, "auto_threshold", None)
         if self._threshold is None:
             self._threshold = getattr(model, "min_confidence", None)
-        self._decision = calib.thresholds() if hasattr(calib, "thresholds") else None
+        self._decision: Thresholds | None = getattr(calib, "decision", None)
 
     @property
     def min_confidence(self) -> float | None:  # type: ignore[override]
-        """The threshold of answers that keep both sides' edits."""
+        """The threshold shown as "the" one: the model's answers that keep both sides'."""
         if self._decision is not None:
             return self._decision.keeps_both
         return self._threshold
@@ -74,21 +74,9 @@ class AutoResolver(Resolver):
         return None if self._decision is None else self._decision.drops_side
 
     @property
-    def policy_min_confidence(self) -> float | None:
-        """The threshold of the token-merge policy's answers when the calibration gives them
-        their own (``decision.policy``; None: never applied automatically), else
-        :attr:`min_confidence`."""
-        d = self._decision
-        if d is not None and d.policy_separate:
-            return d.policy_keeps_both
-        return self.min_confidence
-
-    @property
-    def thresholds(self) -> Thresholds:
-        """All of them, for :func:`splice.resolver.keeps.required_confidence`."""
-        if self._decision is not None:
-            return self._decision
-        return Thresholds(self.min_confidence, self.discard_min_confidence)
+    def thresholds(self) -> Thresholds | None:  # type: ignore[override]
+        """The calibration's thresholds by group (None: the two above alone)."""
+        return self._decision
 
     def resolve_many(self, hunks: Sequence[Hunk]) -> list[Resolution]:
         model_answers = self.model.resolve_many(hunks)  # type: ignore[attr-defined]

@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from splice.resolver.resolvers import Hunk, Resolution, Resolver, Suggestion, register
+from splice.resolver.thresholds import Thresholds
 
 #: Environment variable naming the model directory (else :func:`default_model_dir`).
 MODEL_DIR_ENV = "SPLICE_MODEL_DIR"
@@ -99,17 +100,9 @@ class Calibration:
     max_len: int = 128
     #: Weights of :data:`splice.models.serving.rerank.FEATURES` (None: the mixture ranks alone).
     rerank: tuple[float, ...] | None = None
-    #: Whether ``calibration.json`` has a ``decision`` section (``scripts/fit_decision.py``):
-    #: thresholds by what an answer keeps (:mod:`splice.resolver.keeps`).
-    decision: bool = False
-    #: Confidence an answer keeping both sides' edits needs (``decision.keeps_both``).
-    keeps_both: float | None = None
-    #: Confidence an answer dropping a side's edits needs (``decision.drops_side``; None: never).
-    drops_side: float | None = None
-    #: Whether the token-merge policy's answers have their own threshold (``decision.policy``,
-    #: a key present, its value None: never applied automatically).
-    policy_separate: bool = False
-    policy_keeps_both: float | None = None
+    #: The ``decision`` section (``scripts/fit_decision.py``): thresholds by group of answer
+    #: (:mod:`splice.resolver.thresholds`); None when there is none.
+    decision: Thresholds | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Calibration:
@@ -143,20 +136,10 @@ class Calibration:
             if len(rerank) != len(FEATURES) or not all(math.isfinite(x) for x in rerank):
                 raise ValueError("rerank weights must be one finite number per feature")
         decision = data.get("decision")
-        keeps_both = drops_side = policy = None
         if decision is not None:
-            keeps_both, drops_side = decision.get("keeps_both"), decision.get("drops_side")
-            policy = decision.get("policy")
-            values = (("keeps_both", keeps_both), ("drops_side", drops_side), ("policy", policy))
-            for name, v in values:
-                if v is not None and not 0.0 <= float(v) <= 1.0:
-                    raise ValueError(f"decision.{name} {v} outside [0, 1]")
+            decision = _decision(decision)
         return cls(
-            decision=decision is not None,
-            keeps_both=None if keeps_both is None else float(keeps_both),
-            drops_side=None if drops_side is None else float(drops_side),
-            policy_separate=decision is not None and "policy" in decision,
-            policy_keeps_both=None if policy is None else float(policy),
+            decision=decision,
             temperature=t,
             threshold=thr,
             token_weight=w,
@@ -166,17 +149,6 @@ class Calibration:
             platt_b=b,
             auto_threshold=None if auto is None else float(auto),
             rerank=rerank,
-        )
-
-    def thresholds(self) -> Any:
-        """The :class:`splice.resolver.keeps.Thresholds` of the ``decision`` section (None when
-        there is none)."""
-        from splice.resolver.keeps import Thresholds
-
-        if not self.decision:
-            return None
-        return Thresholds(
-            self.keeps_both, self.drops_side, self.policy_separate, self.policy_keeps_both
         )
 
     def confidence(self, score: float) -> float:
@@ -256,6 +228,27 @@ def beam_search(
         grown.sort(key=lambda b: -b[0])
         beams = grown[:width]
     return beams
+
+
+def _probability(name: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    v = float(value)
+    if not 0.0 <= v <= 1.0:
+        raise ValueError(f"decision.{name} {value} outside [0, 1]")
+    return v
+
+
+def _decision(data: dict[str, Any]) -> Thresholds:
+    """``calibration.json``'s ``decision``: ``rule``, ``groups`` (group: threshold or null),
+    ``keeps_both`` and ``drops_side`` (null: never applied automatically)."""
+    groups = data.get("groups") or {}
+    return Thresholds(
+        keeps_both=_probability("keeps_both", data.get("keeps_both")),
+        drops_side=_probability("drops_side", data.get("drops_side")),
+        rule=str(data.get("rule", "kind")),
+        groups=tuple(sorted((str(g), _probability(g, v)) for g, v in groups.items())),
+    )
 
 
 class NeuralResolver(Resolver):
@@ -427,7 +420,9 @@ class NeuralResolver(Resolver):
         out = []
         for cands in self.candidates_many(hunks):
             conf = self.calibration.confidence
-            sugg = tuple(Suggestion(c.lines, conf(c.sure), c.explanation) for c in cands[:TOP_K])
+            sugg = tuple(
+                Suggestion(c.lines, conf(c.sure), c.explanation, self.name) for c in cands[:TOP_K]
+            )
             out.append(Resolution(chosen=sugg[0] if sugg else None, suggestions=sugg))
         return out
 

@@ -25,17 +25,17 @@ FILES: dict[str, tuple[str, str, str]] = {
         'def price(amount):\n    return format_money(amount, "EUR", rounding=2)\n',
         'def price(amount):\n    return format_price(amount, "EUR", rounding=2)\n',
     ),
-    # Ours only re-indented the line; theirs changed the call.
+    # Theirs switched to the retrying call; ours did the same and passed a timeout too.
     "Service.java": (
-        "class Service {\n    int run(Request r) {\n\treturn handler.handle(r, 10);\n    }\n}\n",
+        "class Service {\n    int run(Request r) {\n        return handler.handle(r);\n    }\n}\n",
         "class Service {\n"
         "    int run(Request r) {\n"
-        "        return handler.handle(r, 10);\n"
+        "        return handler.handleWithRetry(r, TIMEOUT);\n"
         "    }\n"
         "}\n",
         "class Service {\n"
         "    int run(Request r) {\n"
-        "\treturn handler.handleWithRetry(r, 10);\n"
+        "        return handler.handleWithRetry(r);\n"
         "    }\n"
         "}\n",
     ),

@@ -241,6 +241,7 @@ def _candidates(
                 "text": "".join(s.lines),
                 "confidence": s.confidence,
                 "explanation": s.explanation,
+                "source": s.source,
                 "kind": kept.kind,
                 "ours_dropped": kept.ours_dropped,
                 "theirs_dropped": kept.theirs_dropped,

@@ -2,8 +2,8 @@
 
 With file names (as pre-commit passes them) the files are read from the work tree; with
 ``--staged`` (the plain git ``pre-commit`` hook) the staged content of every staged file is read
-from the index. Each complete conflict is reported as ``file:line``, and so is a labelled
-``<<<<<<< x`` or ``>>>>>>> x`` line outside one. Exit 1 when any is found.
+from the index. Each complete conflict is reported as ``file:line``, and so is every marker-shaped
+line outside one (a malformed conflict). Exit 1 when any is found.
 """
 
 from __future__ import annotations
@@ -16,22 +16,14 @@ from pathlib import Path
 
 
 def find_markers(text: str) -> list[tuple[int, str]]:
-    """(1-based line, description) of each leftover conflict or labelled stray marker line."""
-    from splice.resolver.chunks import split_lines
-    from splice.resolver.markers import parse
+    """(1-based line, description) of each leftover conflict or stray marker line, as
+    :func:`splice.resolver.markers.markers_left` finds them (the shapes git's parser reads)."""
+    from splice.resolver.markers import markers_left, parse
 
-    parsed = parse(text)
-    found = [(c.start + 1, f"conflict (marker size {c.marker_size})") for c in parsed.conflicts]
-    inside = [(c.start, c.end) for c in parsed.conflicts]
-    for i, line in enumerate(split_lines(text)):
-        line = line.rstrip("\r\n")
-        if line[:7] not in ("<" * 7, ">" * 7):
-            continue
-        run = len(line) - len(line.lstrip(line[0]))
-        if line[run : run + 1] != " " or not line[run + 1 :].strip():
-            continue
-        if not any(start <= i < end for start, end in inside):
-            found.append((i + 1, f"stray conflict marker {line[:run]!s}"))
+    left = markers_left(text)
+    size = {c.start + 1: c.marker_size for c in parse(text).conflicts}
+    found = [(line, f"conflict (marker size {size[line]})") for line in left.conflicts]
+    found += [(line, f"stray conflict marker {text!r}") for line, text in left.stray]
     return sorted(found)
 
 

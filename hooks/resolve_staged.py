@@ -21,6 +21,7 @@ def resolve_files(
     allow_discard: bool = False,
 ) -> int:
     from splice.models.serving import load_resolver
+    from splice.resolver.markers import markers_left
     from splice.resolver.pipeline import merge_marked
 
     from splice.data.files import write_atomic
@@ -35,7 +36,7 @@ def resolve_files(
             text = raw.decode("utf-8")
         except (OSError, UnicodeDecodeError):
             continue
-        if "<" * 7 not in text:
+        if not markers_left(text):
             continue
         if engine is None:
             engine = load_resolver(resolver)
@@ -47,15 +48,17 @@ def resolve_files(
             allow_discard=allow_discard,
             stages=index_stages(path),
         )
-        if not outcome.hunks:
-            continue
-        print(f"{path}: {outcome.summary()}")
+        if outcome.hunks:
+            print(f"{path}: {outcome.summary()}")
         for report in outcome.hunks:
             if report.answer is None:
                 print(f"{path}: conflict {report.index + 1}: left for a human: {report.outcome}")
         if outcome.resolved:
             write_atomic(path, outcome.text.encode("utf-8"))
-        if outcome.resolved or not outcome.clean:
+        stray = markers_left(outcome.text, text).stray
+        for line, marker in stray:
+            print(f"{path}:{line}: malformed conflict marker left: {marker!r}")
+        if outcome.resolved or not outcome.clean or stray:
             status = 1
     return status
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from splice.resolver.chunks import Chunk, Conflict, Stable, split_lines
@@ -353,3 +353,48 @@ def parse(text: str, marker_size: int | None = None) -> ParsedFile:
     if done < len(lines):
         pieces.append("".join(lines[done:]))
     return ParsedFile(tuple(pieces))
+
+
+@dataclass
+class MarkersLeft:
+    """Where conflict markers are left in a text (1-based lines)."""
+
+    #: First lines of complete conflicts left as they were (counted, not resolved).
+    conflicts: list[int] = field(default_factory=list)
+    #: Marker-shaped lines outside those conflicts, with their text: malformed markers.
+    stray: list[tuple[int, str]] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.conflicts or self.stray)
+
+
+def markers_left(text: str, original: str | None = None) -> MarkersLeft:
+    """The conflicts and the stray marker lines left in ``text``.
+
+    ``original``: the text before resolving; a complete conflict of ``text`` counts as left when
+    ``original`` holds the same conflict, and one that resolving made complete (the outer
+    markers of a nested conflict) is stray. Without ``original`` every complete conflict counts.
+    Stray lines are what malformed markers leave (a missing ``=======``, a stray ``<<<<<<<`` or
+    ``>>>>>>>``, a nested conflict, mixed marker sizes), in the shape :func:`parse` reads. A lone
+    ``=======`` line is also a Markdown or reStructuredText heading underline, so ``=`` lines
+    count only in a file with some other stray marker line.
+    """
+    from collections import Counter
+
+    known = Counter(c.text() for c in parse(original).conflicts) if original is not None else None
+    left = MarkersLeft()
+    inside: set[int] = set()
+    for c in parse(text).conflicts:
+        if known is None or known[c.text()] > 0:
+            if known is not None:
+                known[c.text()] -= 1
+            left.conflicts.append(c.start + 1)
+            inside.update(range(c.start, c.end))
+    found = [
+        (n, line, mark[0])
+        for n, line in enumerate(split_lines(text))
+        if n not in inside and (mark := _classify(line)) is not None
+    ]
+    if any(char != "=" for _, _, char in found):
+        left.stray = [(n + 1, line.rstrip("\r\n")) for n, line, _ in found]
+    return left

@@ -35,6 +35,25 @@ def test_markers_of_any_size_with_lines() -> None:
     assert find_markers("title\n=======\n\ntext <<<<<<< not at the start\n") == []
 
 
+def test_malformed_markers_are_found_in_every_shape_the_parser_reads() -> None:
+    """Unlabelled and mixed-size markers (the check used to see only labelled ones)."""
+    assert find_markers("a\n<<<<<<<\nb\n") == [(2, "stray conflict marker '<<<<<<<'")]
+    mixed = "<<<<<<< ours\nx\n=========\ny\n>>>>>>> theirs\n"
+    assert [line for line, _ in find_markers(mixed)] == [1, 3, 5]
+    missing = "<<<<<<< ours\nx\ny\n>>>>>>> theirs\n"
+    assert [line for line, _ in find_markers(missing)] == [1, 4]
+
+
+def test_pre_commit_resolver_reports_malformed_markers(tmp_path: Path) -> None:
+    """``splice-resolve`` (the pre-commit fixer) fails on a file whose markers it cannot read."""
+    from splice.hooks.resolve_staged import resolve_files
+
+    path = tmp_path / "f.py"
+    path.write_text("a = 1\n<<<<<<< ours\nb = 2\n>>>>>>> theirs\n")
+    assert resolve_files([str(path)], resolver="ours") == 1
+    assert path.read_text().count(">>>>>>> theirs") == 1  # left as it was
+
+
 def test_pre_commit_hook_blocks_markers(git_repo: GitRepo) -> None:
     git_repo.write("ok.py", "fine\n")
     git_repo.commit("first")

@@ -126,66 +126,6 @@ def explain(path: str, outcome: FileOutcome, top_k: int = 3) -> str:
     return "\n".join(lines)
 
 
-def _marker_shape(line: str) -> str | None:
-    """The marker char of a line shaped like git's conflict markers, else None.
-
-    As the parser reads them: 7 or more of one of ``<``, ``|``, ``=``, ``>``, then the end of the
-    line or (not for ``=``) a space and a label; any marker size counts.
-    """
-    char = line[:1]
-    if char not in ("<", "|", "=", ">"):
-        return None
-    body = line.removesuffix("\n").removesuffix("\r")
-    size = len(body) - len(body.lstrip(char))
-    rest = body[size:]
-    if size < 7 or (rest and (char == "=" or rest[0] != " ")):
-        return None
-    return char
-
-
-@dataclass
-class MarkersLeft:
-    """Where conflict markers are left in a text (1-based lines)."""
-
-    #: First lines of complete conflicts left as they were (counted, not resolved).
-    conflicts: list[int] = field(default_factory=list)
-    #: Marker-shaped lines outside those conflicts, with their text: malformed markers.
-    stray: list[tuple[int, str]] = field(default_factory=list)
-
-
-def markers_left(text: str, original: str | None = None) -> MarkersLeft:
-    """The conflicts and the stray marker lines left in ``text`` (``original``: before resolving).
-
-    Stray lines are what malformed markers leave (a missing ``=======``, a stray ``<<<<<<<`` or
-    ``>>>>>>>``, a nested conflict, mixed marker sizes). A complete conflict of ``text`` counts
-    as a conflict left when ``original`` holds the same conflict; one that resolving made
-    complete (the outer markers of a nested conflict) is stray. A lone ``=======`` line is also a
-    Markdown or reStructuredText heading underline, so ``=`` lines count only in a file with some
-    other stray marker line.
-    """
-    from collections import Counter
-
-    from splice.resolver.chunks import split_lines
-    from splice.resolver.markers import parse
-
-    known = Counter(c.text() for c in parse(original).conflicts) if original else Counter()
-    left = MarkersLeft()
-    inside: set[int] = set()
-    for c in parse(text).conflicts:
-        if known[c.text()] > 0:
-            known[c.text()] -= 1
-            left.conflicts.append(c.start + 1)
-            inside.update(range(c.start, c.end))
-    found = [
-        (n, line, char)
-        for n, line in enumerate(split_lines(text))
-        if n not in inside and (char := _marker_shape(line)) is not None
-    ]
-    if any(char != "=" for _, _, char in found):
-        left.stray = [(n + 1, line.rstrip("\r\n")) for n, line, _ in found]
-    return left
-
-
 def _say(message: str) -> None:
     print(f"splice: {message}", file=sys.stderr)
 
@@ -270,6 +210,7 @@ def run_resolve(
     overwritten (the next free ``PATH.orig.N`` is used, see :func:`splice.data.files.write_backup`).
     """
     from splice.data.files import describe, looks_binary, read_regular, resolve_target
+    from splice.resolver.markers import markers_left
 
     paths, status = _checked_paths(paths, follow_links)
     if status == 2 or not paths:

@@ -1,0 +1,153 @@
+"""``splice lm`` (bits per byte and infilling under the code language model) and
+``splice export-lm`` (a trained causal LM to the ONNX folder that serving loads)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+#: Exit status when the model folder is missing or cannot be loaded.
+NO_MODEL = 2
+
+
+def _load(model_dir: str | None):
+    """The :class:`~splice.models.serving.lm.CodeLM` of ``model_dir`` (default: the shipped
+    one); one line on stderr and exit :data:`NO_MODEL` when it cannot be loaded."""
+    from splice.models.serving.lm import CodeLM, LMUnavailable, default_lm_dir
+
+    folder = Path(model_dir) if model_dir else default_lm_dir()
+    try:
+        return CodeLM(folder)
+    except LMUnavailable as exc:
+        hint = "" if model_dir else " (export one with `splice export-lm` or pass --model DIR)"
+        click.echo(f"splice lm: no language model: {exc}{hint}", err=True)
+        sys.exit(NO_MODEL)
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise click.ClickException(f"cannot read {path}: {exc}") from None
+
+
+@click.group("lm")
+def lm_command() -> None:
+    """The code language model: bits per byte of files, infilling lines."""
+
+
+@lm_command.command("perplexity")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--model", "model_dir", type=click.Path(file_okay=False), help="[models/shipped/lm]")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
+@click.option("--stride", type=int, help="Window step in tokens [half the model's positions].")
+def perplexity_command(
+    files: tuple[str, ...], model_dir: str | None, as_json: bool, stride: int | None
+) -> None:
+    """Bits per byte of each FILE and of all together (total bits over total bytes)."""
+    texts = [(path, _read(path)) for path in files]
+    lm = _load(model_dir)
+    per_file = []
+    for path, text in texts:
+        try:
+            loss = lm.text_loss(text, stride)
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
+        per_file.append(
+            {
+                "path": path,
+                "tokens": loss.tokens,
+                "bytes": loss.bytes,
+                "bits": loss.bits,
+                "bits_per_byte": loss.bits_per_byte,
+            }
+        )
+    n_bytes = sum(f["bytes"] for f in per_file)
+    bits = sum(f["bits"] for f in per_file)
+    report = {
+        "files": len(per_file),
+        "tokens": sum(f["tokens"] for f in per_file),
+        "bytes": n_bytes,
+        "bits_per_byte": bits / n_bytes if n_bytes else 0.0,
+        "per_file": per_file,
+    }
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    for f in per_file:
+        click.echo(f"{f['bits_per_byte']:.3f} bits/byte  {f['tokens']:>7} tokens  {f['path']}")
+    click.echo(
+        f"{report['bits_per_byte']:.3f} bits/byte over {report['files']} files, "
+        f"{report['tokens']} tokens, {report['bytes']} bytes"
+    )
+
+
+def _line_range(text: str, value: str) -> tuple[int, int]:
+    try:
+        a, b = (int(x) for x in value.split(":"))
+    except ValueError:
+        raise click.ClickException(f"--lines {value!r} is not A:B") from None
+    n = len(text.splitlines(keepends=True))
+    if not 1 <= a <= b <= n:
+        raise click.ClickException(f"--lines {a}:{b} is outside 1:{n} of the file")
+    return a, b
+
+
+@lm_command.command("infill")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--lines", "lines_range", required=True, help="A:B, 1-based and inclusive.")
+@click.option("--model", "model_dir", type=click.Path(file_okay=False), help="[models/shipped/lm]")
+@click.option("--beams", type=int, default=4, show_default=True)
+@click.option("--max-tokens", type=int, default=128, show_default=True)
+def infill_command(
+    file: str, lines_range: str, model_dir: str | None, beams: int, max_tokens: int
+) -> None:
+    """Print the model's text for lines A:B of FILE, given the rest of the file."""
+    from splice.models.serving.lm import GenerateOptions, LMUnavailable
+
+    text = _read(file)
+    a, b = _line_range(text, lines_range)
+    lines = text.splitlines(keepends=True)
+    lm = _load(model_dir)
+    try:
+        options = GenerateOptions(beams=beams, max_new_tokens=max_tokens)
+        middle = lm.infill("".join(lines[: a - 1]), "".join(lines[b:]), options)
+    except LMUnavailable as exc:
+        click.echo(f"splice lm: {exc}", err=True)
+        sys.exit(NO_MODEL)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(middle, nl=not middle.endswith("\n"))
+
+
+@click.command("export-lm")
+@click.argument("model_dir", type=click.Path(file_okay=False, exists=True))
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--no-quantize", is_flag=True, help="Serve the float32 graph (no int8 weights).")
+@click.option(
+    "--keep-fp32/--drop-fp32",
+    default=True,
+    show_default=True,
+    help="Keep model.fp32.onnx beside the int8 model.onnx.",
+)
+@click.option("--budget", type=int, default=1024, show_default=True, help="Prompt tokens.")
+def export_lm_command(
+    model_dir: str, out_dir: str, no_quantize: bool, keep_fp32: bool, budget: int
+) -> None:
+    """Export MODEL_DIR (a Hugging Face causal LM with tokenizer.json) to OUT_DIR for serving:
+    ONNX with the key/value cache, int8 weights, lm.json; fail if ONNX and PyTorch disagree."""
+    from splice.models.training.lm_export import TOLERANCE, LMExportOptions, export_lm
+
+    options = LMExportOptions(quantize=not no_quantize, keep_fp32=keep_fp32, budget=budget)
+    try:
+        report = export_lm(model_dir, out_dir, options)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(
+        f"wrote {report.model} in {report.seconds:.0f} s; max |onnx - torch| float32: prefill "
+        f"{report.prefill_diff:.1e}, decoding step {report.decode_diff:.1e} "
+        f"(tolerance {TOLERANCE:.0e})"
+    )

@@ -54,3 +54,16 @@ def test_resolution_prompt_fits_its_budget_and_keeps_the_conflict_and_nearest_li
     assert len(huge) <= 256 and "z\nw\n" in tok.decode(huge)  # short sides kept whole
     ids, start = resolution_ids(tok, "a\n", "b\n", *sides, "x = 3\n")
     assert ids[start - 1] == s.middle and tok.decode(ids[start:-1]) == "x = 3\n"
+
+
+def test_conflict_contexts_are_the_merged_file_around_each_conflict() -> None:
+    from splice.models.serving.prompt import conflict_contexts
+    from splice.resolver.linemerge import merge_lines
+
+    base = ["a\n", "x = 0\n", "b\n", "c\n", "d\n", "y = 0\n", "e\n"]
+    ours = ["a\n", "x = 1\n", "b\n", "c\n", "d\n", "y = 1\n", "e\n"]
+    theirs = ["a\n", "x = 2\n", "b\n", "c\n", "d\n", "y = 2\n", "e\n"]
+    chunks = merge_lines(base, ours, theirs, style="diff3")
+    (b1, a1), (b2, a2) = conflict_contexts(chunks)
+    assert (b1, a1) == ("a\n", "b\nc\nd\ny = 1\ne\n")  # the other conflict as ours
+    assert (b2, a2) == ("a\nx = 1\nb\nc\nd\n", "e\n")

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from splice.resolver.chunks import Chunk, Stable
 from tokenizers import AddedToken, Tokenizer
 
 FIM_PREFIX, FIM_SUFFIX, FIM_MIDDLE = "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"
@@ -143,6 +144,23 @@ def _fit(parts: Sequence[list[int]], room: int) -> list[list[int]]:
         else:
             hi = mid - 1
     return [list(p[:lo]) for p in parts]
+
+
+def conflict_contexts(chunks: Sequence[Chunk]) -> list[tuple[str, str]]:
+    """Per conflict of a line merge's ``chunks``: the merged file's text before and after it,
+    as the resolution prompt reads it in training and in serving (stable lines; the other
+    conflicts as ours)."""
+    lines = [c.units if isinstance(c, Stable) else c.ours for c in chunks]
+    starts, n = [], 0
+    for part in lines:
+        starts.append(n)
+        n += len(part)
+    flat = [line for part in lines for line in part]
+    return [
+        ("".join(flat[: starts[i]]), "".join(flat[starts[i] + len(lines[i]) :]))
+        for i, chunk in enumerate(chunks)
+        if not isinstance(chunk, Stable)
+    ]
 
 
 def resolution_prompt(

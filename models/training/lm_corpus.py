@@ -26,11 +26,11 @@ import hashlib
 import random
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from splice.models.serving.prompt import LMTokenizer, fim_ids, resolution_ids
+from splice.models.serving.prompt import LMTokenizer, conflict_contexts, fim_ids, resolution_ids
 
 #: Label of a position that takes no loss (the convention of transformers' losses).
 IGNORE = -100
@@ -126,24 +126,6 @@ def code_ids(
     return [*tok.encode(piece), tok.special.end]
 
 
-def hunk_contexts(chunks: Sequence) -> list[tuple[str, str]]:
-    """Per conflict of ``chunks``: the merged file's text before and after it, as the line merge
-    leaves it (stable lines; other conflicts as ours)."""
-    from splice.resolver.chunks import Stable
-
-    lines = [c.units if isinstance(c, Stable) else c.ours for c in chunks]
-    starts, n = [], 0
-    for part in lines:
-        starts.append(n)
-        n += len(part)
-    flat = [line for part in lines for line in part]
-    out = []
-    for i, chunk in enumerate(chunks):
-        if not isinstance(chunk, Stable):
-            out.append(("".join(flat[: starts[i]]), "".join(flat[starts[i] + len(lines[i]) :])))
-    return out
-
-
 def resolution_examples(
     tok: LMTokenizer, record: dict, seq_len: int, max_middle_share: float = 0.5
 ) -> list[tuple[list[int], int]]:
@@ -160,7 +142,9 @@ def resolution_examples(
         return []
     truths = locate_resolutions(chunks, split_lines(record["merged"]))
     out = []
-    for report, truth, (before, after) in zip(reports, truths, hunk_contexts(chunks), strict=True):
+    for report, truth, (before, after) in zip(
+        reports, truths, conflict_contexts(chunks), strict=True
+    ):
         if truth is None:
             continue
         resolved = "".join(truth)

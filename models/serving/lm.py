@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 from splice.models.serving.prompt import DEFAULT_BUDGET, LMTokenizer, SpecialIds
+from splice.models.serving.sessions import open_session
 
 MODEL_FILE = "model.onnx"
 #: The float32 graph kept beside the int8 one (parity tests, benchmarks).
@@ -46,8 +47,6 @@ TOKENIZER_FILE = "tokenizer.json"
 LM_FORMAT = 1
 #: Environment variable naming the model folder (else :func:`default_lm_dir`).
 LM_DIR_ENV = "SPLICE_LM_DIR"
-#: onnxruntime threads per session.
-INTRA_OP_THREADS = 2
 #: Candidates scored per onnxruntime run at most (the prompt's cache is copied to each).
 MAX_BATCH = 16
 #: Longest error message (it stays one line).
@@ -239,15 +238,6 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
 
 
-def providers() -> list[str]:
-    """CUDA when this onnxruntime build has it, then CPU."""
-    import onnxruntime as ort
-
-    available = ort.get_available_providers()
-    wanted = ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    return [p for p in wanted if p in available] or ["CPUExecutionProvider"]
-
-
 def _one_line(text: str) -> str:
     text = " ".join(text.split())
     return text if len(text) <= MESSAGE_CHARS else text[: MESSAGE_CHARS - 3] + "..."
@@ -281,20 +271,10 @@ class CodeLM:
                 hint = " (a Hugging Face model: export it with `splice export-lm`)"
             raise LMUnavailable(f"{self.model_dir}: missing {', '.join(missing)}{hint}")
         try:
-            import onnxruntime as ort
-
             data = json.loads((self.model_dir / SPEC_FILE).read_text(encoding="utf-8"))
             self.spec = LMSpec.from_json(data)
             self.tokenizer = LMTokenizer.from_file(self.model_dir / TOKENIZER_FILE)
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads = INTRA_OP_THREADS
-            opts.inter_op_num_threads = 1
-            opts.log_severity_level = 3
-            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-            self.session = ort.InferenceSession(
-                str(self.model_dir / model_file), opts, providers=providers()
-            )
+            self.session = open_session(self.model_dir / model_file)
         except Exception as exc:  # any load failure means the same to callers
             raise LMUnavailable(
                 _one_line(f"{self.model_dir}: {type(exc).__name__}: {exc}")

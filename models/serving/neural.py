@@ -52,6 +52,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from splice.models.serving.sessions import open_session
 from splice.resolver.resolvers import Hunk, Resolution, Resolver, Suggestion, register
 from splice.resolver.thresholds import Thresholds
 
@@ -61,8 +62,6 @@ MODEL_DIR_ENV = "SPLICE_MODEL_DIR"
 MODEL_FILES = ("tokenizer.json", "model.onnx", "calibration.json")
 BEAM_WIDTH = 5
 TOP_K = 3
-#: onnxruntime threads per session (the driver runs one process per file).
-INTRA_OP_THREADS = 2
 #: Pieces per onnxruntime run at most: bounds memory on files with many conflicts (activations
 #: grow with the batch: 64 pieces of 128 subwords peaked at 840 MiB in the driver benchmark).
 MAX_BATCH = 16
@@ -193,15 +192,6 @@ def softmax(logits: Any, temperature: float = 1.0) -> Any:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def providers() -> list[str]:
-    """CUDA when this onnxruntime build has it, then CPU."""
-    import onnxruntime as ort
-
-    available = ort.get_available_providers()
-    wanted = ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    return [p for p in wanted if p in available] or ["CPUExecutionProvider"]
-
-
 def _options(patterns: Sequence[Any], probs: Sequence[float], conflict: Any) -> list[tuple]:
     """(units, probability, pattern names) per distinct output of ``patterns`` on a conflict."""
     from splice.resolver.patterns import apply
@@ -262,26 +252,12 @@ class NeuralResolver(Resolver):
         if missing:
             raise ModelUnavailable(f"{self.model_dir}: missing {', '.join(missing)}")
         try:
-            import onnxruntime as ort
             from tokenizers import Tokenizer
 
             data = json.loads((self.model_dir / "calibration.json").read_text(encoding="utf-8"))
             self.calibration = Calibration.from_json(data)
             self.tokenizer = Tokenizer.from_file(str(self.model_dir / "tokenizer.json"))
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads = INTRA_OP_THREADS
-            opts.inter_op_num_threads = 1
-            opts.log_severity_level = 3
-            # idle workers sleep instead of spinning: on a busy machine the spinning worker took
-            # the CPU from the main thread (session creation and the first run took about twice
-            # as long, 60-90 ms more per driver process); the outputs are identical
-            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            # "extended" loads in ~45 ms; "all" adds layout passes that cost ~30 ms more per load
-            # (the driver loads the model once per file) for no measurable gain at this size
-            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-            self.session = ort.InferenceSession(
-                str(self.model_dir / "model.onnx"), opts, providers=providers()
-            )
+            self.session = open_session(self.model_dir / "model.onnx")
         except Exception as exc:  # any load failure means the same to callers
             raise ModelUnavailable(f"{self.model_dir}: {type(exc).__name__}: {exc}") from exc
         inputs = {i.name: i.shape for i in self.session.get_inputs()}

@@ -155,12 +155,9 @@ def select_threshold(
 
 def onnx_logits(model_path: str | Path, arrays: dict[str, np.ndarray]) -> np.ndarray:
     """Logits of every example of ``arrays`` from the ONNX model, in batches of :data:`BATCH`."""
-    import onnxruntime as ort
-    from splice.models.serving.neural import INTRA_OP_THREADS, providers
+    from splice.models.serving.sessions import open_session
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = INTRA_OP_THREADS
-    session = ort.InferenceSession(str(model_path), opts, providers=providers())
+    session = open_session(model_path)
     fixed = session.get_inputs()[0].shape[2]
     out = []
     n = len(arrays["labels"])

@@ -20,9 +20,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from splice.resolver.chunks import text_key
 from splice.resolver.keeps import Kept, classify
 from splice.resolver.resolvers import Hunk, Resolution, Resolver, Suggestion
-from splice.resolver.thresholds import POLICY_SOURCE, AnswerFeatures, Thresholds
+from splice.resolver.thresholds import (
+    POLICY_SOURCE,
+    AnswerFeatures,
+    Thresholds,
+    required_confidence,
+)
 
 #: What an answer that keeps both sides needs when neither the caller nor the resolver says.
 DEFAULT_MIN_CONFIDENCE = 0.85
@@ -77,18 +83,15 @@ class DecisionRule:
 
     def required(self, kept: Kept, features: AnswerFeatures | None = None) -> float | None:
         """The confidence an answer keeping ``kept`` needs (None: never applied)."""
-        return self.thresholds.required(features or AnswerFeatures(kept.kind))
-
-
-def _squash(lines: Sequence[str]) -> str:
-    return "".join("".join(lines).split())
+        return required_confidence(kept, self.thresholds, features)
 
 
 def answer_features(hunk: Hunk, answer: Suggestion, kept: Kept) -> AnswerFeatures:
     """What the grouping rules look at for ``answer`` to ``hunk``."""
     c = hunk.conflict
-    text = _squash(answer.lines)
-    equals = "ours" if text == _squash(c.ours) else "theirs" if text == _squash(c.theirs) else None
+    text = text_key("".join(answer.lines))
+    ours, theirs = text_key("".join(c.ours)), text_key("".join(c.theirs))
+    equals = "ours" if text == ours else "theirs" if text == theirs else None
     alone = hunk.file is not None and hunk.file.n_conflicts == 1
     return AnswerFeatures(kept.kind, answer.source == POLICY_SOURCE, equals, alone)
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from splice.resolver.chunks import Conflict, join, split_lines
+from splice.resolver.chunks import Conflict, join, split_lines, text_key
 from splice.resolver.resolvers import Hunk, Resolution, Resolver, Suggestion, register
 
 
@@ -56,10 +56,6 @@ class EditShape:
     theirs_size: int
 
 
-def _squash(text: str) -> str:
-    return "".join(text.split())
-
-
 def _edits(base: Sequence[str], side: Sequence[str]) -> list[tuple[int, int, int]]:
     """(base start, base end, significant inserted tokens) per edit of ``side``."""
     from splice.resolver.seqdiff import opcodes
@@ -81,12 +77,12 @@ def edit_shape(conflict: Conflict, lang: str | None) -> EditShape | None:
     tokens = hunk_tokens(conflict, lang)
     base, ours, theirs = tokens.base, tokens.ours, tokens.theirs
     merged = "".join(u for c in chunks for u in c.units)
-    key = _squash(merged)
+    key = text_key(merged)
     kind = (
         "ours"
-        if key == _squash(join(conflict.ours))
+        if key == text_key(join(conflict.ours))
         else "theirs"
-        if key == _squash(join(conflict.theirs))
+        if key == text_key(join(conflict.theirs))
         else "combined"
     )
     significant = [0]

@@ -33,27 +33,13 @@ TEXT_FILES = ("resolver/pipeline.py", "resolver/patterns.py", "models/serving/ne
 
 
 def random_default_model(folder: Path) -> Path:
-    """A random Llama of the default size with the LM tokenizer, saved in ``folder``."""
-    import torch
+    """A random model of the default size (:class:`LMConfig`) with the LM tokenizer, saved in
+    ``folder``."""
     from splice.models.serving.prompt import LMTokenizer
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from splice.models.training.lm import LMConfig, build_model
 
-    tok = LMTokenizer.from_file(TOKENIZER)
-    config = LlamaConfig(
-        vocab_size=tok.vocab_size,
-        hidden_size=256,
-        num_hidden_layers=6,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        intermediate_size=688,
-        max_position_embeddings=2048,
-        tie_word_embeddings=True,
-        bos_token_id=None,
-        eos_token_id=tok.special.end,
-    )
-    torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(folder)
-    tok.to_hf().save(str(folder / "tokenizer.json"))
+    build_model(LMConfig(), str(TOKENIZER)).save_pretrained(folder)
+    LMTokenizer.from_file(TOKENIZER).to_hf().save(str(folder / "tokenizer.json"))
     return folder
 
 

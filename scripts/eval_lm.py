@@ -8,7 +8,7 @@ over repositories, one file per record, deduplicated. For each file:
   the model's positions) and under ``xz -9e`` (``lzma``; per file, so its ~60-byte container counts
   against small files, and over each language's files concatenated, the fairer number);
 - one random non-blank line (seeded) masked and infilled greedily from the rest of the file (the
-  prompt's budget split as :func:`splice.models.serving.lm.infill_prompt` does); exact match
+  prompt's budget split as :func:`splice.models.serving.prompt.infill_prompt` does); exact match
   ignoring the line's surrounding whitespace.
 
 Pooled over files and averaged over repositories, per language and overall.

@@ -36,7 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from splice.resolver.chunks import Conflict, split_lines
+from splice.resolver.chunks import Conflict, split_lines, text_key
 from splice.resolver.keeps import classify
 from splice.resolver.thresholds import POLICY_SOURCE, RULES, AnswerFeatures
 
@@ -59,10 +59,6 @@ def prepare(rows: list[dict[str, Any]], resolver: str, workers: int = 1) -> list
         return list(pool.imap(_prepare_one, todo, chunksize=32))
 
 
-def _sig(text: str) -> str:
-    return "".join(text.split())
-
-
 def _prepare_one(job: tuple[dict[str, Any], str]) -> dict[str, Any]:
     h, resolver = job
     lang = h["lang"]
@@ -71,15 +67,15 @@ def _prepare_one(job: tuple[dict[str, Any], str]) -> dict[str, Any]:
         tuple(split_lines(h["ours"])),
         tuple(split_lines(h["theirs"])),
     )
-    sides = {"ours": _sig(h["ours"]), "theirs": _sig(h["theirs"])}
-    base_sig = _sig(h["base"])
+    sides = {"ours": text_key(h["ours"]), "theirs": text_key(h["theirs"])}
+    base_sig = text_key(h["base"])
     for cand in h["resolvers"][resolver]["candidates"]:
         kept = classify(c, split_lines(cand["text"]), lang)
         cand["kind"] = kept.kind
         cand["policy"] = cand.get("source") == POLICY_SOURCE or cand["explanation"].startswith(
             ("token-level merge", "a token-level merge")  # rows written before ``source``
         )
-        sig = _sig(cand["text"])
+        sig = text_key(cand["text"])
         cand["equals"] = next((k for k, v in sides.items() if v == sig), None)
         cand["extra"] = 0
         if kept.keeps_both and cand["equals"]:

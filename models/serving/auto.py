@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from splice.resolver.chunks import text_key
 from splice.resolver.resolvers import Hunk, Resolution, Resolver, Suggestion, register
 from splice.resolver.thresholds import Thresholds
 
@@ -38,7 +39,7 @@ def combine(policy: Resolution, model: Resolution, top_k: int = TOP_K) -> Resolu
             pool.append(s)
     best: dict[str, Suggestion] = {}
     for s in pool:  # one entry per text (whitespace ignored), keeping its highest confidence
-        key = "".join("".join(s.lines).split())
+        key = text_key("".join(s.lines))
         if key not in best or s.confidence > best[key].confidence:
             best[key] = s
     ranked = sorted(best.values(), key=lambda s: -s.confidence)[:top_k]

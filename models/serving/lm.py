@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from splice.models.serving.prompt import DEFAULT_BUDGET, LMTokenizer, SpecialIds
+from splice.models.serving.prompt import DEFAULT_BUDGET, LMTokenizer, SpecialIds, infill_prompt
 from splice.models.serving.sessions import open_session
 
 MODEL_FILE = "model.onnx"
@@ -241,19 +241,6 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
 def _one_line(text: str) -> str:
     text = " ".join(text.split())
     return text if len(text) <= MESSAGE_CHARS else text[: MESSAGE_CHARS - 3] + "..."
-
-
-def infill_prompt(tok: LMTokenizer, prefix: str, suffix: str, budget: int) -> list[int]:
-    """``<prefix>P<suffix>S<middle>`` with at most ``budget`` tokens: the end of the prefix
-    and the start of the suffix, two thirds of the room before and the rest after (each side
-    taking what the other leaves)."""
-    s = tok.special
-    room = max(budget - 3, 0)
-    before, after = tok.encode(prefix), tok.encode(suffix)
-    n_after = min(len(after), max(room // 3, room - len(before)))
-    n_before = min(len(before), room - n_after)
-    kept_before = before[len(before) - n_before :] if n_before else []
-    return [s.prefix, *kept_before, s.suffix, *after[:n_after], s.middle]
 
 
 class CodeLM:

@@ -130,6 +130,16 @@ def _head(tok: LMTokenizer, text: str, n: int) -> list[int]:
     return tok.encode(text[: n * CHARS_PER_TOKEN])[:n]
 
 
+def _around(tok: LMTokenizer, before: str, after: str, room: int) -> tuple[list[int], list[int]]:
+    """The end of ``before`` and the start of ``after`` in ``room`` tokens: two thirds of the
+    room before, the rest after, each side taking what the other leaves."""
+    pre = _tail(tok, before, room - room // 3)
+    suf = _head(tok, after, room - len(pre))
+    if len(pre) + len(suf) < room:  # after is short: more before
+        pre = _tail(tok, before, room - len(suf))
+    return pre, suf
+
+
 def _fit(parts: Sequence[list[int]], room: int) -> list[list[int]]:
     """Cut ``parts`` from their ends to at most ``room`` tokens together: every part is cut to
     one length, the largest that fits, so a short part is kept whole."""
@@ -179,13 +189,16 @@ def resolution_prompt(
     room = budget - 6  # prefix, suffix, ours, base, theirs, middle markers
     sides = [tok.encode(ours), tok.encode(base), tok.encode(theirs)]
     o, b, t = _fit(sides, min(room, int(budget * CONFLICT_SHARE)))
-    room -= len(o) + len(b) + len(t)
-    want_before = room - room // 3
-    pre = _tail(tok, before, want_before)
-    suf = _head(tok, after, room - len(pre))
-    if len(suf) < room - len(pre) - 1 and len(pre) == want_before:  # after is short: more before
-        pre = _tail(tok, before, room - len(suf))
+    pre, suf = _around(tok, before, after, room - len(o) - len(b) - len(t))
     return [s.prefix, *pre, s.suffix, *suf, s.ours, *o, s.base, *b, s.theirs, *t, s.middle]
+
+
+def infill_prompt(tok: LMTokenizer, prefix: str, suffix: str, budget: int) -> list[int]:
+    """``<|fim_prefix|>P<|fim_suffix|>S<|fim_middle|>`` with at most ``budget`` tokens of the
+    text around the middle (split as the resolution prompt's)."""
+    s = tok.special
+    pre, suf = _around(tok, prefix, suffix, max(budget - 3, 0))
+    return [s.prefix, *pre, s.suffix, *suf, s.middle]
 
 
 def resolution_ids(

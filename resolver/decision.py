@@ -25,6 +25,7 @@ from splice.resolver.keeps import Kept, classify
 from splice.resolver.resolvers import Hunk, Resolution, Resolver, Suggestion
 from splice.resolver.thresholds import (
     POLICY_SOURCE,
+    WRITTEN_SOURCE,
     AnswerFeatures,
     Thresholds,
     required_confidence,
@@ -93,7 +94,8 @@ def answer_features(hunk: Hunk, answer: Suggestion, kept: Kept) -> AnswerFeature
     ours, theirs = text_key("".join(c.ours)), text_key("".join(c.theirs))
     equals = "ours" if text == ours else "theirs" if text == theirs else None
     alone = hunk.file is not None and hunk.file.n_conflicts == 1
-    return AnswerFeatures(kept.kind, answer.source == POLICY_SOURCE, equals, alone)
+    policy, written = answer.source == POLICY_SOURCE, answer.source == WRITTEN_SOURCE
+    return AnswerFeatures(kept.kind, policy, equals, alone, written)
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,9 @@ Answers are grouped by a *rule* (:data:`RULES`) over what they keep and how they
 the validation repositories (``scripts/fit_decision.py``, into ``calibration.json``'s
 ``decision``). A group without one (None) is never applied automatically: its answers stay
 suggestions. The rule ``kind`` is the plain one: one threshold for answers that keep both sides'
-edits, another for answers that drop a side's.
+edits, another for answers that drop a side's. Answers the code language model wrote (no
+pattern gives them) need, whatever the rule, the threshold of the group ``written`` as well:
+without one they are never applied automatically.
 
 The same functions group the answers of a live merge (:mod:`splice.resolver.decision`) and the
 rows of an evaluation run (the fitting script), so the fitted thresholds mean what they say.
@@ -20,6 +22,10 @@ from splice.resolver.keeps import Kept
 
 #: The resolver name the token-merge policy's answers carry (:mod:`splice.resolver.policy`).
 POLICY_SOURCE = "token-merge"
+#: The source of answers the code language model wrote (:mod:`splice.models.serving.lm_scoring`).
+WRITTEN_SOURCE = "lm"
+#: The group whose threshold written answers need besides their own.
+WRITTEN_GROUP = "written"
 
 
 @dataclass(frozen=True)
@@ -34,6 +40,8 @@ class AnswerFeatures:
     equals: str | None = None
     #: The hunk is its file's only conflict.
     alone: bool = False
+    #: The code language model wrote the answer (no pattern gives it).
+    written: bool = False
 
 
 def _both(f: AnswerFeatures, group: str) -> str:
@@ -84,10 +92,15 @@ class Thresholds:
     def required(self, features: AnswerFeatures) -> float | None:
         """The confidence an answer with ``features`` needs (None: never applied)."""
         if features.kind != "both":
-            return self.drops_side
-        if self.rule == "kind":
-            return self.keeps_both
-        return dict(self.groups).get(RULES[self.rule](features))
+            need = self.drops_side
+        elif self.rule == "kind":
+            need = self.keeps_both
+        else:
+            need = dict(self.groups).get(RULES[self.rule](features))
+        if features.written:
+            written = dict(self.groups).get(WRITTEN_GROUP)
+            need = None if need is None or written is None else max(need, written)
+        return need
 
 
 def required_confidence(

@@ -38,7 +38,7 @@ from typing import Any
 
 from splice.resolver.chunks import Conflict, split_lines, text_key
 from splice.resolver.keeps import classify
-from splice.resolver.thresholds import POLICY_SOURCE, RULES, AnswerFeatures
+from splice.resolver.thresholds import POLICY_SOURCE, RULES, WRITTEN_SOURCE, AnswerFeatures
 
 from splice.data.evaluation import read_rows
 
@@ -75,6 +75,7 @@ def _prepare_one(job: tuple[dict[str, Any], str]) -> dict[str, Any]:
         cand["policy"] = cand.get("source") == POLICY_SOURCE or cand["explanation"].startswith(
             ("token-level merge", "a token-level merge")  # rows written before ``source``
         )
+        cand["written"] = cand.get("source") == WRITTEN_SOURCE
         sig = text_key(cand["text"])
         cand["equals"] = next((k for k, v in sides.items() if v == sig), None)
         cand["extra"] = 0
@@ -90,7 +91,7 @@ def _prepare_one(job: tuple[dict[str, Any], str]) -> dict[str, Any]:
 
 def features(h: dict[str, Any], c: dict[str, Any]) -> AnswerFeatures:
     """The candidate's :class:`AnswerFeatures`, as the live decision builds them."""
-    return AnswerFeatures(c["kind"], c["policy"], c["equals"], h["n_hunks"] == 1)
+    return AnswerFeatures(c["kind"], c["policy"], c["equals"], h["n_hunks"] == 1, c["written"])
 
 
 def _rule(name: str) -> Group:

@@ -89,15 +89,18 @@ class AutoResolver(Resolver):
         return self.resolve_many([hunk])[0]
 
 
-def auto_resolver(model_dir: str | None = None) -> Resolver:
-    """``auto`` when a model is installed (in ``model_dir``, default the shipped one), else
+def auto_resolver(model_dir: str | None = None, lm_dir: str | None = None) -> Resolver:
+    """``auto`` when a model is installed (in ``model_dir``, default the shipped one), with the
+    code language model when there is one (``lm_dir``: :func:`~.neural.load_lm`), else
     ``token-merge`` (module doc)."""
-    from splice.models.serving.neural import NeuralResolver, default_model_dir
+    from splice.models.serving.neural import NeuralResolver, default_model_dir, load_lm
     from splice.resolver.policy import SafeTokenMerge
 
     folder = Path(model_dir) if model_dir else default_model_dir()
     if model_dir or (folder / "model.onnx").is_file():
-        return AutoResolver(NeuralResolver(folder))  # ModelUnavailable: load_resolver reports it
+        model = NeuralResolver(folder)  # ModelUnavailable: load_resolver reports it
+        model.lm = load_lm(lm_dir)
+        return AutoResolver(model)
     return SafeTokenMerge()
 
 

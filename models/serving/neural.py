@@ -50,11 +50,14 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from splice.models.serving.sessions import open_session
 from splice.resolver.resolvers import Hunk, Resolution, Resolver, Suggestion, register
-from splice.resolver.thresholds import Thresholds
+from splice.resolver.thresholds import WRITTEN_SOURCE, Thresholds
+
+if TYPE_CHECKING:
+    from splice.models.serving.lm_scoring import LMScorer
 
 #: Environment variable naming the model directory (else :func:`default_model_dir`).
 MODEL_DIR_ENV = "SPLICE_MODEL_DIR"
@@ -172,14 +175,21 @@ class Candidate:
     clean: bool = False
     #: The route mixture's probability (``score`` too, unless reranked).
     mixture: float | None = None
+    #: Written by the code language model (no pattern gives it; no mixture).
+    written: bool = False
 
     @property
     def sure(self) -> float:
         """What the confidence is mapped from: the score, and after reranking the lower of the
         reranked score and the mixture (an answer is sure only if the classifier alone is too;
         the reranked score alone reached 84% precision at the 95% threshold held out, the lower
-        of the two 96%)."""
+        of the two 96%). A written candidate has no mixture: its score."""
         return self.score if self.mixture is None else min(self.score, self.mixture)
+
+
+def _mixture(c: Candidate) -> float:
+    """The route mixture of a classifier candidate (its score until reranked)."""
+    return c.score if c.mixture is None else c.mixture
 
 
 def softmax(logits: Any, temperature: float = 1.0) -> Any:
@@ -246,7 +256,10 @@ class NeuralResolver(Resolver):
 
     name = "model"
 
-    def __init__(self, model_dir: str | Path | None = None) -> None:
+    def __init__(self, model_dir: str | Path | None = None, lm: LMScorer | None = None) -> None:
+        #: The code language model that scores and writes candidates (None: the classifier
+        #: alone).
+        self.lm = lm
         self.model_dir = Path(model_dir) if model_dir is not None else default_model_dir()
         missing = [f for f in MODEL_FILES if not (self.model_dir / f).is_file()]
         if missing:
@@ -302,8 +315,9 @@ class NeuralResolver(Resolver):
 
     def candidates_many(self, hunks: Sequence[Hunk], rerank: bool = True) -> list[list[Candidate]]:
         """Every scored candidate of each hunk, best first (one batched run for all hunks):
-        scored by the route mixture, then reranked with the file context when the calibration
-        has rerank weights and ``rerank`` is true."""
+        scored by the route mixture, then, when ``rerank`` is true, reranked with the file
+        context when the calibration has rerank weights and with the code language model when
+        there is one (which also adds the candidates it writes)."""
         from splice.models.serving.pieces import hunk_pieces
 
         per_hunk = [hunk_pieces(h) for h in hunks]
@@ -316,6 +330,42 @@ class NeuralResolver(Resolver):
             start += len(pieces)
         if rerank and self.calibration.rerank is not None:
             out = self._rerank(hunks, out)
+        if rerank and self.lm is not None and hunks:
+            out = self._with_lm(hunks, out)
+        return out
+
+    def _with_lm(
+        self, hunks: Sequence[Hunk], ranked: list[list[Candidate]]
+    ) -> list[list[Candidate]]:
+        """The candidates the LM writes added to each hunk's, then all rescored with the LM's
+        features (:mod:`splice.models.serving.lm_scoring`), best first."""
+        import numpy as np
+        from splice.models.serving.lm_scoring import (
+            WRITTEN,
+            WRITTEN_PRIOR,
+            dedup_written,
+            lm_features,
+            lm_rerank_scores,
+        )
+
+        assert self.lm is not None
+        pools = []
+        for cands, written in zip(ranked, self.lm.write(hunks), strict=True):
+            new = dedup_written([c.lines for c in cands], written)
+            pools.append(cands + [Candidate(x, 0.0, 0.0, 0.0, WRITTEN, written=True) for x in new])
+        log_probs, lengths = self.lm.score(hunks, [[c.lines for c in p] for p in pools])
+        weights = np.array(self.lm.rerank.weights)
+        out = []
+        for cands, lp, n in zip(pools, log_probs, lengths, strict=True):
+            feats = lm_features(lp, n, [c.written for c in cands])
+            prior = np.array([WRITTEN_PRIOR if c.written else c.score for c in cands])
+            new = lm_rerank_scores(prior, feats, weights)
+            rescored = [
+                replace(c, score=float(p), mixture=None if c.written else _mixture(c))
+                for c, p in zip(cands, new, strict=True)
+            ]
+            rescored.sort(key=lambda c: -c.score)
+            out.append(rescored)
         return out
 
     def _rerank(
@@ -397,7 +447,10 @@ class NeuralResolver(Resolver):
         for cands in self.candidates_many(hunks):
             conf = self.calibration.confidence
             sugg = tuple(
-                Suggestion(c.lines, conf(c.sure), c.explanation, self.name) for c in cands[:TOP_K]
+                Suggestion(
+                    c.lines, conf(c.sure), c.explanation, WRITTEN_SOURCE if c.written else self.name
+                )
+                for c in cands[:TOP_K]
             )
             out.append(Resolution(chosen=sugg[0] if sugg else None, suggestions=sugg))
         return out
@@ -406,18 +459,43 @@ class NeuralResolver(Resolver):
         return self.resolve_many([hunk])[0]
 
 
-def model_resolver(model_dir: str | Path | None = None) -> Resolver:
+def load_lm(lm_dir: str | Path | None = None) -> LMScorer | None:
+    """The code language model of ``lm_dir`` (default: ``$SPLICE_LM_DIR``, else the shipped
+    one), or None: silently when none is installed and none was named; after one stderr line
+    when it cannot be used (the classifier then ranks alone, nothing else changes). ``lm_dir``
+    "none" turns it off."""
+    from splice.models.serving.lm import LM_DIR_ENV, LMUnavailable, default_lm_dir
+    from splice.models.serving.lm_scoring import LMScorer
+
+    if str(lm_dir) == "none" or os.environ.get(LM_DIR_ENV) == "none":
+        return None
+    named = lm_dir is not None or bool(os.environ.get(LM_DIR_ENV))
+    folder = Path(lm_dir) if lm_dir is not None else default_lm_dir()
+    if not named and not folder.exists():
+        return None
+    try:
+        return LMScorer.load(folder)
+    except LMUnavailable as exc:
+        notice(exc, "the classifier alone", what="language model")
+        return None
+
+
+def model_resolver(
+    model_dir: str | Path | None = None, lm_dir: str | Path | None = None
+) -> Resolver:
     """The ``model`` resolver from ``model_dir`` (default: the shipped model; raises
-    :class:`ModelUnavailable`)."""
-    return NeuralResolver(model_dir)
+    :class:`ModelUnavailable`), with the code language model of ``lm_dir`` (:func:`load_lm`)."""
+    resolver = NeuralResolver(model_dir)
+    resolver.lm = load_lm(lm_dir)
+    return resolver
 
 
-def notice(exc: Exception, fallback: str = "token-merge") -> None:
-    """The one stderr line telling that the model could not be used."""
+def notice(exc: Exception, fallback: str = "token-merge", what: str = "model") -> None:
+    """The one stderr line telling that the model (or ``what``) could not be used."""
     why = " ".join(str(exc).split())
     if len(why) > NOTICE_CHARS:
         why = why[: NOTICE_CHARS - 3] + "..."
-    print(f"splice: model unavailable ({why}): using {fallback}", file=sys.stderr, flush=True)
+    print(f"splice: {what} unavailable ({why}): using {fallback}", file=sys.stderr, flush=True)
 
 
 register("model")(model_resolver)

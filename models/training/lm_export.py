@@ -56,8 +56,9 @@ class LMExportOptions:
     quantize: bool = True
     #: Keep the float32 graph as ``model.fp32.onnx`` beside the int8 one (parity tests).
     keep_fp32: bool = True
-    #: The resolution prompt's token budget recorded in ``lm.json``.
-    budget: int = DEFAULT_BUDGET
+    #: The resolution prompt's token budget recorded in ``lm.json`` (None: the sequence length
+    #: the model was trained on, from its ``report.json``, else :data:`DEFAULT_BUDGET`).
+    budget: int | None = None
     opset: int = 18
     #: Check the float32 graph against PyTorch (raise ValueError beyond :data:`TOLERANCE`).
     check: bool = True
@@ -367,6 +368,17 @@ def _quiet() -> None:
     hf_logging.disable_progress_bar()
 
 
+def trained_length(model_dir: Path) -> int:
+    """The sequence length ``model_dir`` was trained on (its ``report.json``), else
+    :data:`DEFAULT_BUDGET`: prompts longer than what training saw reach positions it never
+    learned."""
+    try:
+        report = json.loads((model_dir / "report.json").read_text(encoding="utf-8"))
+        return int(report["options"]["seq_len"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return DEFAULT_BUDGET
+
+
 def export_lm(
     model_dir: str | Path, out_dir: str | Path, options: LMExportOptions | None = None
 ) -> LMExportReport:
@@ -404,7 +416,7 @@ def export_lm(
     kept = fp32 if fp32.exists() else None
     if tokenizer.resolve() != (out_dir / TOKENIZER_FILE).resolve():
         shutil.copyfile(tokenizer, out_dir / TOKENIZER_FILE)
-    spec = lm_spec(model, tokenizer, options.budget, options.quantize)
+    spec = lm_spec(model, tokenizer, options.budget or trained_length(model_dir), options.quantize)
     (out_dir / SPEC_FILE).write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
     return LMExportReport(
         out_dir=out_dir,

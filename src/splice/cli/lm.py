@@ -133,9 +133,14 @@ def infill_command(
     show_default=True,
     help="Keep model.fp32.onnx beside the int8 model.onnx.",
 )
-@click.option("--budget", type=int, default=1024, show_default=True, help="Prompt tokens.")
+@click.option(
+    "--budget",
+    type=click.IntRange(min=16),
+    default=None,
+    help="Prompt tokens (default: the sequence length the model was trained on, else 1024).",
+)
 def export_lm_command(
-    model_dir: str, out_dir: str, no_quantize: bool, keep_fp32: bool, budget: int
+    model_dir: str, out_dir: str, no_quantize: bool, keep_fp32: bool, budget: int | None
 ) -> None:
     """Export MODEL_DIR (a Hugging Face causal LM with tokenizer.json) to OUT_DIR for serving:
     ONNX with the key/value cache, int8 weights, lm.json; fail if ONNX and PyTorch disagree."""

@@ -1,0 +1,250 @@
+"""The code language model in the resolver: it scores every candidate and writes new ones.
+
+For each hunk of a file the LM reads the resolution prompt (the file around the conflict, then
+ours, base and theirs as diff3 shows them: :func:`~splice.models.serving.prompt.resolution_prompt`,
+the same format it was trained on), once. Then
+
+- :meth:`LMScorer.write` runs a beam search for the resolved lines; the texts it finishes that
+  no other candidate has join the candidates as "written by the model";
+- :meth:`LMScorer.score` gives every candidate (patterns, token merge, written) the
+  log-probability of its text as the middle, the candidates of all hunks batched on the
+  prompts' caches (:meth:`~splice.models.serving.lm.CodeLM.score_many`).
+
+The scores become :data:`LM_FEATURES`, and :class:`LMRerank` (``rerank.json`` in the LM's
+folder, fitted by ``scripts/eval_lm_resolver.py`` on validation repositories, never on the
+repositories the LM was trained on) weighs them on top of the classifier's reranked
+probabilities, as one more conditional logit over the hunk's candidates::
+
+    score_i = softmax_i( log(p_i) + lm_features_i . weights )
+
+``p_i`` is the classifier's reranked probability; a written candidate has none and starts from
+:data:`WRITTEN_PRIOR` (its ``written`` weight says how much a written text is worth). Nothing
+here imports torch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from splice.models.serving.lm import CodeLM, GenerateOptions
+from splice.models.serving.prompt import conflict_contexts, resolution_prompt
+from splice.resolver.chunks import Stable, split_lines, text_key
+from splice.resolver.resolvers import Hunk
+
+#: One feature per name, in this order (``rerank.json: features`` must match).
+LM_FEATURES = (
+    "lm_log_prob",  # log-probability of the text (nats), minus the hunk's best
+    "lm_log_prob_per_token",  # the same per token of the text (its end token included)
+    "lm_is_best",  # the LM's most likely candidate of the hunk
+    "written",  # written by the model (no pattern gives it)
+)
+#: The classifier probability a written candidate starts from (module doc).
+WRITTEN_PRIOR = 1e-4
+#: The file the weights live in, in the LM's folder.
+RERANK_FILE = "rerank.json"
+#: What the explanation of a written candidate says.
+WRITTEN = "written by the model"
+
+
+@dataclass(frozen=True)
+class LMRerank:
+    """``rerank.json``: the weights of :data:`LM_FEATURES` and how candidates are written."""
+
+    weights: tuple[float, ...]
+    #: Write candidates with a beam search of this many beams (0: score only).
+    beams: int = 3
+    #: Tokens written at most: ``slack`` more than the longer side, within ``max_new_tokens``.
+    max_new_tokens: int = 160
+    slack: int = 24
+    #: Where and how the weights were fitted, in words (a report, not read).
+    fitted_on: str = ""
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> LMRerank:
+        if tuple(data.get("features", ())) != LM_FEATURES:
+            raise ValueError("rerank.json features do not match this version of splice")
+        weights = tuple(float(x) for x in data["weights"])
+        if len(weights) != len(LM_FEATURES) or not all(math.isfinite(w) for w in weights):
+            raise ValueError("rerank.json: one finite weight per feature")
+        beams, cap = int(data.get("beams", 3)), int(data.get("max_new_tokens", 160))
+        slack = int(data.get("slack", 24))
+        if beams < 0 or cap < 1 or slack < 0:
+            raise ValueError(f"rerank.json: beams {beams}, max_new_tokens {cap}, slack {slack}")
+        return cls(weights, beams, cap, slack, str(data.get("fitted_on", "")))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"features": list(LM_FEATURES), **asdict(self), "weights": list(self.weights)}
+
+    @classmethod
+    def load(cls, folder: str | Path) -> LMRerank | None:
+        """The weights in ``folder`` (None when it has no ``rerank.json``)."""
+        path = Path(folder) / RERANK_FILE
+        if not path.is_file():
+            return None
+        return cls.from_json(json.loads(path.read_text(encoding="utf-8")))
+
+    def save(self, folder: str | Path) -> None:
+        text = json.dumps(self.to_json(), indent=2) + "\n"
+        (Path(folder) / RERANK_FILE).write_text(text, encoding="utf-8")
+
+
+def lm_features(log_probs: np.ndarray, lengths: Sequence[int], written: Sequence[bool]) -> Any:
+    """(n, len(LM_FEATURES)) features of a hunk's n candidates from their log-probabilities,
+    token counts (end token included) and whether the model wrote them."""
+    lp = np.asarray(log_probs, dtype=np.float64).reshape(-1)
+    if len(lp) == 0:
+        return np.zeros((0, len(LM_FEATURES)))
+    best = lp.max()
+    rows = [
+        [x - best, x / max(n, 1), float(x == best), float(w)]
+        for x, n, w in zip(lp, lengths, written, strict=True)
+    ]
+    return np.array(rows, dtype=np.float64)
+
+
+def lm_rerank_scores(prior: np.ndarray, features: np.ndarray, weights: np.ndarray) -> Any:
+    """The probabilities of a hunk's candidates after the LM's conditional logit (module doc)."""
+    if len(prior) == 0:
+        return np.zeros(0)
+    z = np.log(np.clip(np.asarray(prior, dtype=np.float64), 1e-6, 1.0)) + features @ weights
+    z = np.exp(z - z.max())
+    return z / z.sum()
+
+
+@dataclass(frozen=True)
+class HunkPrompt:
+    """A hunk's resolution prompt and the token room left for its middle."""
+
+    ids: list[int]
+    room: int
+
+
+class LMScorer:
+    """The LM's scores and written candidates for a file's hunks (module doc)."""
+
+    def __init__(self, lm: CodeLM, rerank: LMRerank) -> None:
+        self.lm = lm
+        self.rerank = rerank
+        self.tokenizer = lm.tokenizer
+        _ = lm.special  # LMUnavailable when the model cannot read a resolution prompt
+
+    @classmethod
+    def load(cls, folder: str | Path | None = None) -> LMScorer:
+        """The LM of ``folder`` (default :func:`~splice.models.serving.lm.default_lm_dir`) with
+        its ``rerank.json``; LMUnavailable when either is missing or broken."""
+        from splice.models.serving.lm import LMUnavailable
+
+        lm = CodeLM(folder)
+        try:
+            rerank = LMRerank.load(lm.model_dir)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise LMUnavailable(f"{lm.model_dir / RERANK_FILE}: {exc}") from exc
+        if rerank is None:
+            raise LMUnavailable(f"{lm.model_dir}: missing {RERANK_FILE} (the LM is not fitted)")
+        return cls(lm, rerank)
+
+    def prompts(self, hunks: Sequence[Hunk], middle: Sequence[int]) -> list[HunkPrompt]:
+        """Each hunk's prompt, leaving ``middle[i]`` tokens (and the end token) of the model's
+        budget for what follows it."""
+        contexts: dict[int, list[tuple[str, str]]] = {}
+        out = []
+        budget = min(self.lm.spec.budget, self.lm.spec.max_positions)
+        for hunk, need in zip(hunks, middle, strict=True):
+            before, after = _context(hunk, contexts)
+            c = hunk.conflict
+            ids = resolution_prompt(
+                self.tokenizer,
+                before,
+                after,
+                "".join(c.ours),
+                "".join(c.base),
+                "".join(c.theirs),
+                budget=max(budget // 4, budget - need - 1),
+            )
+            out.append(HunkPrompt(ids, budget - len(ids)))
+        return out
+
+    def write(self, hunks: Sequence[Hunk]) -> list[list[tuple[tuple[str, ...], float]]]:
+        """Per hunk, the texts the beam search finished (lines, log-probability), best first."""
+        if self.rerank.beams <= 0:
+            return [[] for _ in hunks]
+        caps = [self._cap(h) for h in hunks]
+        out = []
+        for hunk, prompt in zip(hunks, self.prompts(hunks, caps), strict=True):
+            cap = max(1, min(self._cap(hunk), prompt.room - 1))
+            options = GenerateOptions(beams=self.rerank.beams, max_new_tokens=cap)
+            found = self.lm.generate(prompt.ids, options)
+            texts = [(self.tokenizer.decode(g.ids), g.log_prob) for g in found if g.finished]
+            out.append([(_as_lines(text, hunk), lp) for text, lp in texts])
+        return out
+
+    def _cap(self, hunk: Hunk) -> int:
+        c = hunk.conflict
+        longest = max(len(self.tokenizer.encode("".join(s))) for s in (c.ours, c.theirs))
+        return min(self.rerank.max_new_tokens, longest + self.rerank.slack)
+
+    def score(
+        self, hunks: Sequence[Hunk], texts: Sequence[Sequence[tuple[str, ...]]]
+    ) -> tuple[list[np.ndarray], list[list[int]]]:
+        """Per hunk, the log-probability of each of its ``texts`` as the resolved lines, and
+        their token counts (end token included)."""
+        ids = [[self.tokenizer.encode("".join(t)) for t in ts] for ts in texts]
+        longest = [max((len(x) for x in row), default=0) for row in ids]
+        prompts = self.prompts(hunks, longest)
+        lengths = [[len(x) + 1 for x in row] for row in ids]
+        rows = [i for i, row in enumerate(ids) if row]
+        out = [np.zeros(0) for _ in hunks]
+        if rows:
+            cut = [[x[: max(prompts[i].room - 1, 1)] for x in ids[i]] for i in rows]
+            got = self.lm.score_many([prompts[i].ids for i in rows], cut)
+            for i, scores in zip(rows, got, strict=True):
+                out[i] = scores
+        return out, lengths
+
+
+def _as_lines(text: str, hunk: Hunk) -> tuple[str, ...]:
+    """``text`` as the lines that replace ``hunk``: ending with a line end when the hunk's sides
+    do (what the model wrote is scored and applied as these lines)."""
+    c = hunk.conflict
+    last = [side[-1] for side in (c.ours, c.theirs) if side]
+    if text and not text.endswith(("\n", "\r")) and last and last[0].endswith("\n"):
+        text += "\r\n" if last[0].endswith("\r\n") else "\n"
+    return tuple(split_lines(text))
+
+
+def _context(hunk: Hunk, cache: dict[int, list[tuple[str, str]]]) -> tuple[str, str]:
+    """The merged file's text before and after ``hunk`` (the whole file when the hunk knows it,
+    else its context lines)."""
+    f = hunk.file
+    if f is not None:
+        chunks = f.chunks
+        if id(f) not in cache:
+            cache[id(f)] = conflict_contexts(chunks)
+        conflicts = [c for c in chunks if not isinstance(c, Stable)]
+        for i, c in enumerate(conflicts):
+            if c is hunk.conflict:
+                return cache[id(f)][i]
+        for i, c in enumerate(conflicts):
+            if c == hunk.conflict:
+                return cache[id(f)][i]
+    return "".join(hunk.before), "".join(hunk.after)
+
+
+def dedup_written(
+    existing: Sequence[tuple[str, ...]], written: Sequence[tuple[tuple[str, ...], float]]
+) -> list[tuple[str, ...]]:
+    """The written texts no existing candidate has (whitespace ignored), each once."""
+    seen = {text_key("".join(t)) for t in existing}
+    out = []
+    for lines, _ in written:
+        key = text_key("".join(lines))
+        if key not in seen:
+            seen.add(key)
+            out.append(lines)
+    return out

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from lsprotocol import types
 from splice.lsp.positions import LineIndex
-from splice.resolver.resolvers import Resolver
+from splice.resolver.resolvers import WRITTEN, WRITTEN_SOURCE, Resolver
 
 if TYPE_CHECKING:
     from splice.lsp.engine import Engine
@@ -157,7 +157,7 @@ def candidates(
         if lines in seen:
             continue
         seen.add(lines)
-        name = pattern_name(conflict, lines)
+        name = WRITTEN if s.source == WRITTEN_SOURCE else pattern_name(conflict, lines)
         kept = classify(conflict, lines, lang).describe() if conflict.base else ""
         out.append(Candidate(name, lines, float(s.confidence), s.explanation, kept))
         if len(out) == TOP_K:

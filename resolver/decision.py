@@ -22,10 +22,9 @@ from dataclasses import dataclass
 
 from splice.resolver.chunks import text_key
 from splice.resolver.keeps import Kept, classify
-from splice.resolver.resolvers import Hunk, Resolution, Resolver, Suggestion
+from splice.resolver.resolvers import WRITTEN_SOURCE, Hunk, Resolution, Resolver, Suggestion
 from splice.resolver.thresholds import (
     POLICY_SOURCE,
-    WRITTEN_SOURCE,
     AnswerFeatures,
     Thresholds,
     required_confidence,

@@ -32,6 +32,12 @@ class Hunk:
     file: FileContext | None = field(default=None, compare=False, repr=False)
 
 
+#: The source of the answers the code language model wrote (no pattern gives them), and how
+#: they are shown.
+WRITTEN_SOURCE = "lm"
+WRITTEN = "written by the model"
+
+
 @dataclass(frozen=True)
 class Suggestion:
     """One candidate resolution of a hunk."""

@@ -22,8 +22,6 @@ from splice.resolver.keeps import Kept
 
 #: The resolver name the token-merge policy's answers carry (:mod:`splice.resolver.policy`).
 POLICY_SOURCE = "token-merge"
-#: The source of answers the code language model wrote (:mod:`splice.models.serving.lm_scoring`).
-WRITTEN_SOURCE = "lm"
 #: The group whose threshold written answers need besides their own.
 WRITTEN_GROUP = "written"
 

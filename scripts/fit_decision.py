@@ -38,7 +38,8 @@ from typing import Any
 
 from splice.resolver.chunks import Conflict, split_lines, text_key
 from splice.resolver.keeps import classify
-from splice.resolver.thresholds import POLICY_SOURCE, RULES, WRITTEN_SOURCE, AnswerFeatures
+from splice.resolver.resolvers import WRITTEN_SOURCE
+from splice.resolver.thresholds import POLICY_SOURCE, RULES, AnswerFeatures
 
 from splice.data.evaluation import read_rows
 

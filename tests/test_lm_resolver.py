@@ -28,7 +28,6 @@ from conftest import GitRepo  # noqa: E402
 from splice.models.serving.lm_scoring import (  # noqa: E402
     LM_FEATURES,
     RERANK_FILE,
-    WRITTEN,
     LMRerank,
     LMScorer,
     lm_features,
@@ -38,11 +37,8 @@ from splice.models.serving.neural import NeuralResolver, default_model_dir  # no
 from splice.models.serving.prompt import LMTokenizer  # noqa: E402
 from splice.models.training.lm_export import LMExportOptions, export_lm  # noqa: E402
 from splice.resolver.pipeline import find_hunks  # noqa: E402
-from splice.resolver.thresholds import (  # noqa: E402
-    WRITTEN_SOURCE,
-    AnswerFeatures,
-    Thresholds,
-)
+from splice.resolver.resolvers import WRITTEN, WRITTEN_SOURCE  # noqa: E402
+from splice.resolver.thresholds import AnswerFeatures, Thresholds  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKENIZER = ROOT / "models" / "shipped" / "tokenizer.json"
@@ -241,3 +237,16 @@ def test_a_missing_or_broken_lm_is_one_line_and_the_classifier_alone(
     assert line.startswith("splice: language model unavailable (") and "classifier alone" in line
     assert "unavailable" not in plain.stderr
     assert git_repo.read("f.py") == marked
+
+
+def test_the_language_server_names_a_written_candidate_as_such() -> None:
+    from splice.lsp.analysis import candidates
+    from splice.resolver.chunks import Conflict
+    from splice.resolver.resolvers import Resolution, Suggestion
+
+    conflict = Conflict(("y = x\n",), ("y = x + 1\n",), ("y = x * 2\n",))
+    written = Suggestion(("y = 3\n",), 0.4, WRITTEN, WRITTEN_SOURCE)
+    ours = Suggestion(("y = x + 1\n",), 0.3, "as a whole: ours", "model")
+    first, second = candidates(conflict, Resolution(written, (written, ours)), "python")
+    assert (first.name, first.explanation) == (WRITTEN, WRITTEN)
+    assert second.name != WRITTEN

@@ -48,8 +48,6 @@ LM_FEATURES = (
 WRITTEN_PRIOR = 1e-4
 #: The file the weights live in, in the LM's folder.
 RERANK_FILE = "rerank.json"
-#: What the explanation of a written candidate says.
-WRITTEN = "written by the model"
 
 
 @dataclass(frozen=True)

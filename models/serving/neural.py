@@ -53,8 +53,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from splice.models.serving.sessions import open_session
-from splice.resolver.resolvers import Hunk, Resolution, Resolver, Suggestion, register
-from splice.resolver.thresholds import WRITTEN_SOURCE, Thresholds
+from splice.resolver.resolvers import (
+    WRITTEN,
+    WRITTEN_SOURCE,
+    Hunk,
+    Resolution,
+    Resolver,
+    Suggestion,
+    register,
+)
+from splice.resolver.thresholds import Thresholds
 
 if TYPE_CHECKING:
     from splice.models.serving.lm_scoring import LMScorer
@@ -341,7 +349,6 @@ class NeuralResolver(Resolver):
         features (:mod:`splice.models.serving.lm_scoring`), best first."""
         import numpy as np
         from splice.models.serving.lm_scoring import (
-            WRITTEN,
             WRITTEN_PRIOR,
             dedup_written,
             lm_features,

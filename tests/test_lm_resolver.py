@@ -154,6 +154,16 @@ def test_the_lm_writes_a_candidate_and_scores_every_one_on_a_cache(lm_dir: Path)
     assert scores[0][-1] > -1e-2  # the model is sure of its line
 
 
+def test_a_hunk_whose_candidates_do_not_fit_is_left_to_the_classifier(lm_dir: Path) -> None:
+    scorer = LMScorer.load(lm_dir)
+    long = tuple(f"value_{i} = compute({i})\n" for i in range(200))  # far over the budget
+    scores, lengths = scorer.score(_hunks(), [[(WORD + "\n",), long]])
+    assert scores[0].tolist() == [0.0, 0.0] and lengths[0][1] > 256
+    feats = lm_features(scores[0], lengths[0], [False, False])
+    prior = np.array([0.3, 0.7])
+    assert np.allclose(lm_rerank_scores(prior, feats, np.ones(len(LM_FEATURES))), prior)
+
+
 def test_the_resolver_shows_written_answers_and_never_applies_them_uncalibrated(
     lm_dir: Path,
 ) -> None:

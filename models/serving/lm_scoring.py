@@ -191,16 +191,16 @@ class LMScorer:
         self, hunks: Sequence[Hunk], texts: Sequence[Sequence[tuple[str, ...]]]
     ) -> tuple[list[np.ndarray], list[list[int]]]:
         """Per hunk, the log-probability of each of its ``texts`` as the resolved lines, and
-        their token counts (end token included)."""
+        their token counts (end token included). A hunk whose longest text does not fit after
+        its prompt is not scored: all its scores are 0, so the LM changes nothing there."""
         ids = [[self.tokenizer.encode("".join(t)) for t in ts] for ts in texts]
         longest = [max((len(x) for x in row), default=0) for row in ids]
         prompts = self.prompts(hunks, longest)
         lengths = [[len(x) + 1 for x in row] for row in ids]
-        rows = [i for i, row in enumerate(ids) if row]
-        out = [np.zeros(0) for _ in hunks]
+        rows = [i for i, row in enumerate(ids) if row and longest[i] < prompts[i].room]
+        out = [np.zeros(len(row)) for row in ids]
         if rows:
-            cut = [[x[: max(prompts[i].room - 1, 1)] for x in ids[i]] for i in rows]
-            got = self.lm.score_many([prompts[i].ids for i in rows], cut)
+            got = self.lm.score_many([prompts[i].ids for i in rows], [ids[i] for i in rows])
             for i, scores in zip(rows, got, strict=True):
                 out[i] = scores
         return out, lengths

@@ -1,33 +1,72 @@
-"""Splice's weight-merging engine: model weights and LoRA adapters, streamed, mergekit-compatible.
+"""Splice's merging engine: model weights and LoRA adapters (streamed, mergekit-compatible),
+and KV caches.
 
 * :func:`merge` runs a mergekit YAML configuration (path, text or dict) into a model folder.
 * :func:`merge_adapters` merges PEFT LoRA adapters in the space of their weight deltas.
 * The per-tensor functions (:func:`linear`, :func:`ties`, :func:`slerp`, ...) work on plain
   tensors; :data:`REGISTRY` / :func:`get_method` give the method classes by name.
+* :mod:`splice.models.merging.cache` compresses a language model's KV cache (numpy only).
+
+The weight methods import torch, so the names above load on first use (PEP 562): importing
+:mod:`splice.models.merging.cache` (serving does) does not import torch.
 """
 
-from splice.models.merging.adapters import AdapterReport, merge_adapters
-from splice.models.merging.config import ConfigError, MergeConfig, parse_config
-from splice.models.merging.engine import MergeReport, merge
-from splice.models.merging.methods.breadcrumbs import breadcrumbs
-from splice.models.merging.methods.dare import dare
-from splice.models.merging.methods.della import della
-from splice.models.merging.methods.linear import linear
-from splice.models.merging.methods.model_stock import model_stock
-from splice.models.merging.methods.nuslerp import nuslerp
-from splice.models.merging.methods.passthrough import passthrough
-from splice.models.merging.methods.slerp import slerp
-from splice.models.merging.methods.task_arithmetic import task_arithmetic
-from splice.models.merging.methods.ties import ties
-from splice.models.merging.methods.tsv import tsv
-from splice.models.merging.registry import (
-    REGISTRY,
-    MergeMethod,
-    TensorInputs,
-    get_method,
-    method_names,
-    register,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from splice.models.merging.adapters import AdapterReport, merge_adapters
+    from splice.models.merging.config import ConfigError, MergeConfig, parse_config
+    from splice.models.merging.engine import MergeReport, merge
+    from splice.models.merging.methods.breadcrumbs import breadcrumbs
+    from splice.models.merging.methods.dare import dare
+    from splice.models.merging.methods.della import della
+    from splice.models.merging.methods.linear import linear
+    from splice.models.merging.methods.model_stock import model_stock
+    from splice.models.merging.methods.nuslerp import nuslerp
+    from splice.models.merging.methods.passthrough import passthrough
+    from splice.models.merging.methods.slerp import slerp
+    from splice.models.merging.methods.task_arithmetic import task_arithmetic
+    from splice.models.merging.methods.ties import ties
+    from splice.models.merging.methods.tsv import tsv
+    from splice.models.merging.registry import (
+        REGISTRY,
+        MergeMethod,
+        TensorInputs,
+        get_method,
+        method_names,
+        register,
+    )
+
+#: Each public name and the module that defines it.
+_HOMES = {
+    "AdapterReport": "adapters",
+    "merge_adapters": "adapters",
+    "ConfigError": "config",
+    "MergeConfig": "config",
+    "parse_config": "config",
+    "MergeReport": "engine",
+    "merge": "engine",
+    "breadcrumbs": "methods.breadcrumbs",
+    "dare": "methods.dare",
+    "della": "methods.della",
+    "linear": "methods.linear",
+    "model_stock": "methods.model_stock",
+    "nuslerp": "methods.nuslerp",
+    "passthrough": "methods.passthrough",
+    "slerp": "methods.slerp",
+    "task_arithmetic": "methods.task_arithmetic",
+    "ties": "methods.ties",
+    "tsv": "methods.tsv",
+    "REGISTRY": "registry",
+    "MergeMethod": "registry",
+    "TensorInputs": "registry",
+    "get_method": "registry",
+    "method_names": "registry",
+    "register": "registry",
+}
 
 __all__ = [
     "REGISTRY",
@@ -55,3 +94,18 @@ __all__ = [
     "ties",
     "tsv",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if home == "registry":  # the eager package registered every built-in method on import
+        importlib.import_module(f"{__name__}.methods")
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

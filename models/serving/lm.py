@@ -9,7 +9,8 @@ torch or transformers: numpy, onnxruntime and tokenizers only.
 extends them: every model call goes through :meth:`CodeLM.forward`, which feeds a cache and
 returns the extended one. Besides the keys and values it keeps, per row, which cached positions
 may be attended (padding), the position the next token takes, and the logits of that next
-token, so a compressed cache (fewer entries than positions) would fit the same loop.
+token, so a compressed cache (fewer entries than positions, :meth:`KVCache.compressed`) fits
+the same loop.
 
 - :meth:`CodeLM.prefill` reads a prompt once;
 - :meth:`CodeLM.score` gives the log-probability of each candidate middle (its tokens and the
@@ -35,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from splice.models.merging.cache import Budget, CacheMethod, compress_layer
 from splice.models.serving.prompt import DEFAULT_BUDGET, LMTokenizer, SpecialIds, infill_prompt
 from splice.models.serving.sessions import open_session
 
@@ -181,6 +183,46 @@ class KVCache:
             mask=np.concatenate([self.mask, step_mask], axis=1),
             next_position=self.next_position + step_mask.sum(axis=1),
             last_logits=last_logits,
+        )
+
+    def compressed(
+        self,
+        method: str | CacheMethod,
+        budget: Budget | int,
+        queries: Sequence[np.ndarray | None] | None = None,
+    ) -> KVCache:
+        """This cache (batch 1) with each layer's attended entries compressed to ``budget``
+        (a :class:`~splice.models.merging.cache.Budget` or a number of entries) by ``method``
+        (a registered name or an instance, :mod:`splice.models.merging.cache`): fewer entries,
+        all attended, the same ``next_position`` and ``last_logits``.
+
+        The graph does not output queries, so methods that read them (``h2o``, ``snapkv``,
+        ``cam``, ``ems``) need ``queries[i]`` (1, q_heads, w, head_dim) for layer ``i``: the
+        RoPE-rotated queries of the last ``w`` attended tokens; ``streaming_llm``, ``random``
+        and ``kvmerger`` (its key-only variant) work from the keys alone."""
+        if self.batch != 1:
+            raise ValueError(f"compressed takes a cache of one row, not {self.batch}")
+        if queries is not None and len(queries) != len(self.keys):
+            raise ValueError(f"{len(queries)} query arrays for {len(self.keys)} layers")
+        attended = np.flatnonzero(self.mask[0])
+        keys, values = [], []
+        for layer, (k, v) in enumerate(zip(self.keys, self.values, strict=True)):
+            out = compress_layer(
+                k[:, :, attended],
+                v[:, :, attended],
+                method,
+                budget,
+                queries=None if queries is None else queries[layer],
+                layer=layer,
+            )
+            keys.append(np.ascontiguousarray(out.keys[None]))
+            values.append(np.ascontiguousarray(out.values[None]))
+        return KVCache(
+            keys=tuple(keys),
+            values=tuple(values),
+            mask=np.ones((1, keys[0].shape[2]), dtype=np.int64),
+            next_position=self.next_position.copy(),
+            last_logits=self.last_logits,
         )
 
     def select(self, rows: Sequence[int] | np.ndarray) -> KVCache:

@@ -46,6 +46,9 @@ LM_FEATURES = (
 )
 #: The classifier probability a written candidate starts from (module doc).
 WRITTEN_PRIOR = 1e-4
+#: Prompts read in one batch at most (the graph returns logits at every position: 4 prompts of
+#: 512 tokens are 67 MB of them).
+PROMPTS_PER_RUN = 4
 #: The file the weights live in, in the LM's folder.
 RERANK_FILE = "rerank.json"
 
@@ -199,9 +202,10 @@ class LMScorer:
         lengths = [[len(x) + 1 for x in row] for row in ids]
         rows = [i for i, row in enumerate(ids) if row and longest[i] < prompts[i].room]
         out = [np.zeros(len(row)) for row in ids]
-        if rows:
-            got = self.lm.score_many([prompts[i].ids for i in rows], [ids[i] for i in rows])
-            for i, scores in zip(rows, got, strict=True):
+        for start in range(0, len(rows), PROMPTS_PER_RUN):
+            group = rows[start : start + PROMPTS_PER_RUN]
+            got = self.lm.score_many([prompts[i].ids for i in group], [ids[i] for i in group])
+            for i, scores in zip(group, got, strict=True):
                 out[i] = scores
         return out, lengths
 

@@ -260,3 +260,61 @@ def test_the_language_server_names_a_written_candidate_as_such() -> None:
     first, second = candidates(conflict, Resolution(written, (written, ours)), "python")
     assert (first.name, first.explanation) == (WRITTEN, WRITTEN)
     assert second.name != WRITTEN
+
+
+DATA = ROOT.parent / "shared" / "data" / "merges"
+
+
+def _real_records(n: int) -> list[dict]:
+    """The first ``n`` validation records (shards by name) with 1-4 conflicts, LF line ends and
+    under 400 lines, in a language with a grammar."""
+    import lzma
+
+    from splice.data.dataset import repo_of_shard, split_of
+
+    out = []
+    for shard in sorted(DATA.glob("*.jsonl.xz")):
+        if split_of(repo_of_shard(shard)) != "val":
+            continue
+        with lzma.open(shard, "rt", encoding="utf-8") as fh:
+            for line in fh:
+                rec = json.loads(line)
+                texts = rec["base"] + rec["ours"] + rec["theirs"]
+                wanted = rec["lang"] in ("python", "java", "go") and 1 <= rec["n_conflicts"] <= 4
+                if wanted and "\r" not in texts and rec["ours"].count("\n") < 400:
+                    out.append(rec)
+                    break
+        if len(out) == n:
+            break
+    return out
+
+
+@pytest.mark.skipif(not DATA.is_dir(), reason=f"shared data set not found at {DATA}")
+def test_real_conflicts_through_the_driver_score_write_and_lose_nothing(
+    git_repo: GitRepo, lm_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Real conflicts merged by git with the driver and the LM: it writes and scores on every
+    hunk (its line is among each hunk's suggestions in ``--explain``), never applies its own
+    text, and every hunk is either resolved or left with git's markers."""
+    records = _real_records(3)
+    assert len(records) == 3
+    files = {}
+    for i, rec in enumerate(records):
+        ext = {"python": "py", "java": "java", "go": "go"}[rec["lang"]]
+        files[f"f{i}.{ext}"] = (rec["base"], rec["ours"], rec["theirs"])
+    git_repo.use_driver()
+    git_repo.git("config", "merge.conflictStyle", "diff3")
+    git_repo.conflict_branches(files)
+    monkeypatch.setenv("SPLICE_LM_DIR", str(lm_dir))
+    proc = git_repo.merge()
+    assert "unavailable" not in proc.stderr and "Traceback" not in proc.stderr
+    for name, (_, ours, theirs) in files.items():
+        merged = git_repo.read(name).decode()
+        assert ("\nreturn\n" in merged) == ("\nreturn\n" in ours + theirs)
+        if "<<<<<<< " not in merged:
+            continue
+        done = _splice(git_repo, "resolve", "--explain", "--dry-run", name, lm=str(lm_dir))
+        explained = done.stdout
+        blocks = explained.split("kept markers")[1:]
+        assert len(blocks) == merged.count("<<<<<<< ") >= 1
+        assert all(f"{WRITTEN}: '{WORD}'" in block for block in blocks), explained

@@ -249,6 +249,37 @@ def test_bits_per_byte_matches_pytorch_within_one_window_and_covers_long_texts(e
     assert 0 < a.bits_per_byte < 20 and a.bits != b.bits
 
 
+def test_a_file_read_through_a_compressed_cache(fp32):
+    """Chunked reading with room for everything is the one-window loss; a small budget (key-only
+    methods, as serving has no queries) changes it, and the text is cut at the positions."""
+    ids = text_ids(fp32, 120)
+    text = fp32.tokenizer.decode(ids[1:])
+    full = fp32.text_loss(text)
+    for method in ("streaming_llm", "kvmerger", "random"):
+        roomy = fp32.compressed_loss(text, method, budget=1000, chunk=16)
+        assert roomy.tokens == full.tokens and roomy.bytes == full.bytes
+        assert abs(roomy.bits - full.bits) <= 1e-3
+        small = fp32.compressed_loss(text, method, budget=24, chunk=16)
+        assert small.tokens == full.tokens and abs(small.bits - full.bits) > 1e-3
+    long = fp32.compressed_loss(REAL_FILE.read_text(), "streaming_llm", budget=32)
+    assert long.tokens == fp32.spec.max_positions - 1 and long.bytes < len(REAL_FILE.read_bytes())
+    with pytest.raises(ValueError):
+        fp32.compressed_loss(text, "streaming_llm", budget=0)
+
+
+def test_perplexity_command_with_a_press(exported):
+    folder = exported[1]
+    args = ["lm", "perplexity", str(REAL_FILE), "--model", str(folder), "--json"]
+    done = run_splice(*args, "--press", "kvmerger", "--budget", "48")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["files"] == 1 and report["tokens"] == 127  # the tiny model's 128 positions
+    for bad in (["--press", "kvmerger"], ["--press", "nope", "--budget", "8"],
+                ["--press", "h2o", "--budget", "8"]):  # fmt: skip
+        refused = run_splice(*args, *bad)
+        assert refused.returncode == 2 and "Traceback" not in refused.stderr
+
+
 def run_splice(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     import os
 

@@ -528,6 +528,39 @@ class CodeLM:
             tokens=max(len(seq) - 1, 0), bytes=len(text.encode("utf-8")), bits=nats / math.log(2)
         )
 
+    def compressed_loss(
+        self, text: str, method: str | CacheMethod, budget: Budget | int, chunk: int = 64
+    ) -> TextLoss:
+        """The cross-entropy of ``text`` read through one cache held at ``budget`` entries:
+        chunks of ``chunk`` tokens are read in turn, and before each the cache is compressed by
+        ``method`` when the chunk would take it over the budget, so memory stays at most
+        ``budget + chunk`` entries while positions stay true. The text is cut at the model's
+        positions (the tokens counted say how many were scored). Serving has no queries: the
+        methods that read keys only (``streaming_llm``, ``random``, ``kvmerger``) work here."""
+        from splice.models.merging.cache import Budget as CacheBudget
+
+        if isinstance(budget, CacheBudget):
+            budget = budget.size(self.spec.max_positions)
+        if budget < 1 or chunk < 1:
+            raise ValueError(f"budget {budget} and chunk {chunk} must be at least 1")
+        ids = self.tokenizer.encode(text)
+        seq = ([self.spec.start_id] if self.spec.start_id is not None else []) + ids
+        seq = seq[: self.spec.max_positions]
+        cache = KVCache.empty(self.spec)
+        nats = 0.0
+        for start in range(0, len(seq) - 1, chunk):
+            part = seq[start : start + chunk]
+            if cache.length and cache.length + len(part) > budget:
+                cache = cache.compressed(method, budget)
+            logits, cache = self.forward(cache, np.asarray([part], dtype=np.int64))
+            targets = seq[start + 1 : start + 1 + len(part)]
+            logp = log_softmax(logits[0, : len(targets)])
+            nats -= float(logp[np.arange(len(targets)), targets].astype(np.float64).sum())
+        scored = max(len(seq) - 1, 0)
+        cut = len(seq) < len(ids) + (self.spec.start_id is not None)
+        n_bytes = len((self.tokenizer.decode(ids[:scored]) if cut else text).encode("utf-8"))
+        return TextLoss(tokens=scored, bytes=n_bytes, bits=nats / math.log(2))
+
     def bits_per_byte(self, text: str, stride: int | None = None) -> float:
         """Bits per UTF-8 byte of ``text`` (:meth:`text_loss`)."""
         return self.text_loss(text, stride).bits_per_byte

@@ -44,16 +44,43 @@ def lm_command() -> None:
 @click.option("--model", "model_dir", type=click.Path(file_okay=False), help="[models/shipped/lm]")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
 @click.option("--stride", type=int, help="Window step in tokens [half the model's positions].")
+@click.option(
+    "--press",
+    help="Read each file through one cache compressed by this method (streaming_llm, random, "
+    "kvmerger: the ones that need no queries) to --budget entries.",
+)
+@click.option("--budget", type=click.IntRange(min=1), help="Cache entries kept with --press.")
+@click.option("--chunk", type=click.IntRange(min=1), default=64, show_default=True)
 def perplexity_command(
-    files: tuple[str, ...], model_dir: str | None, as_json: bool, stride: int | None
+    files: tuple[str, ...],
+    model_dir: str | None,
+    as_json: bool,
+    stride: int | None,
+    press: str | None,
+    budget: int | None,
+    chunk: int,
 ) -> None:
-    """Bits per byte of each FILE and of all together (total bits over total bytes)."""
+    """Bits per byte of each FILE and of all together (total bits over total bytes); with
+    --press, each file read through a cache held at --budget entries (cut at the model's
+    positions)."""
+    if (press is None) != (budget is None):
+        raise click.UsageError("--press and --budget go together")
+    if press is not None:
+        from splice.models.merging.cache import cache_method_names, get_cache_method
+
+        if press not in cache_method_names():
+            raise click.UsageError(f"--press {press!r}: one of {', '.join(cache_method_names())}")
+        if get_cache_method(press).query_use == "required":
+            raise click.UsageError(f"--press {press}: it needs queries, which serving has not")
     texts = [(path, _read(path)) for path in files]
     lm = _load(model_dir)
     per_file = []
     for path, text in texts:
         try:
-            loss = lm.text_loss(text, stride)
+            if press is not None and budget is not None:
+                loss = lm.compressed_loss(text, press, budget, chunk)
+            else:
+                loss = lm.text_loss(text, stride)
         except ValueError as exc:
             raise click.ClickException(str(exc)) from None
         per_file.append(

@@ -25,6 +25,9 @@ name                reads       does
 "queries" means the queries of the last positions (or aggregated attention scores); the
 ONNX graph of serving does not output them, so there a caller passes them or uses the methods
 that read keys only (``kvmerger`` falls back to a key-only variant).
+
+HOMER (hierarchical context merging) is a prefill procedure over the model, not a per-layer
+method: :func:`splice.models.merging.cache.homer.hierarchical_prefill` (torch; import explicitly).
 """
 
 from splice.models.merging.cache import (  # noqa: F401  (each module registers its method)

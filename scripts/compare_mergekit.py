@@ -3,7 +3,8 @@
 mergekit (LGPL) is never a dependency of Splice: this script installs it with PEFT into a
 separate virtual environment, runs the same YAML through both and compares the outputs:
 
-* ``linear``, ``task_arithmetic``, ``ties`` (also bf16 and per-layer gradients): bit-identical;
+* ``linear``, ``task_arithmetic``, ``ties`` (also bf16 and per-layer gradients), ``multislerp``,
+  ``karcher``, ``nearswap``, ``sce``, ``arcee_fusion``, ``ram``, ``ramplus_tl``: bit-identical;
 * ``slerp``, ``nuslerp``, ``model_stock``: max |difference| <= 1e-6;
 * ``dare_*``, ``della*``, ``breadcrumbs*``: the same statistics (kept fraction, rescale factor)
   within tolerance, measured on single-fine-tune merges where ``merged - base`` is the
@@ -14,6 +15,7 @@ separate virtual environment, runs the same YAML through both and compares the o
 Usage::
 
     python scripts/compare_mergekit.py [--venv /tmp/mk-venv] [--work /tmp/splice-mk] [--json F]
+        [--only multislerp,karcher,...]   # these cases alone (name prefixes)
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import torch
 import yaml
 
 VENV_PACKAGES = ["mergekit>=0.1.4", "peft", "transformers<5.3"]
+MERGEKIT_FLAGS = ["--random-seed", "0", "--quiet", "--num-threads", "1"]
 
 
 def ensure_venv(venv: Path) -> Path:
@@ -105,11 +108,14 @@ def run_both(
     cfg_path.parent.mkdir(parents=True, exist_ok=True)
     cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     ours, theirs = work / "out" / f"{name}-splice", work / "out" / f"{name}-mergekit"
+    ours.parent.mkdir(parents=True, exist_ok=True)
     with full_sort_ties(sort_ties):
         merge(cfg_path, ours, seed=0)
     if not (theirs / "config.json").exists():
         subprocess.run(
-            [str(mergekit), str(cfg_path), str(theirs), "--random-seed", "0", "--quiet"],
+            # One intra-op thread, as Splice's merge: whole-tensor reductions (norms, dot
+            # products) sum in a thread-count-dependent order.
+            [str(mergekit), str(cfg_path), str(theirs), *MERGEKIT_FLAGS],
             check=True,
             capture_output=True,
         )
@@ -171,6 +177,7 @@ def main() -> int:
     parser.add_argument("--venv", type=Path, default=Path("/tmp/mk-venv"))
     parser.add_argument("--work", type=Path, default=Path("/tmp/splice-mk-compare"))
     parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--only", help="comma-separated case names (prefixes) to run alone")
     args = parser.parse_args()
     mergekit = ensure_venv(args.venv)
     version = subprocess.run(
@@ -189,6 +196,7 @@ def main() -> int:
         {"model": f1, "parameters": {"weight": 0.3, "density": 0.5}},
         {"model": f2, "parameters": {"weight": 0.2, "density": 0.7}},
     ]
+    plain = [{"model": f0}, {"model": f1}, {"model": f2}]
     exact: dict[str, dict[str, Any]] = {
         "linear": {
             "merge_method": "linear",
@@ -233,6 +241,80 @@ def main() -> int:
             "base_model": b,
             "parameters": {"normalize": False},
             "models": three,
+        },
+        "multislerp": {
+            "merge_method": "multislerp",
+            "models": [
+                {"model": f0, "parameters": {"weight": 0.5}},
+                {"model": f1, "parameters": {"weight": 0.3}},
+                {"model": f2, "parameters": {"weight": 0.2}},
+            ],
+        },
+        "multislerp_base": {
+            "merge_method": "multislerp",
+            "base_model": b,
+            "models": [
+                {"model": f0, "parameters": {"weight": 0.7}},
+                {"model": f1, "parameters": {"weight": 0.4}},
+            ],
+        },
+        "multislerp_bf16": {
+            "merge_method": "multislerp",
+            "base_model": bb,
+            "dtype": "bfloat16",
+            "parameters": {"normalize_weights": False},
+            "models": [
+                {"model": bf0, "parameters": {"weight": 0.6}},
+                {"model": bf1, "parameters": {"weight": 0.4}},
+            ],
+        },
+        "karcher": {
+            "merge_method": "karcher",
+            "models": plain,
+        },
+        "karcher_base": {
+            "merge_method": "karcher",
+            "base_model": b,
+            "parameters": {"max_iter": 20, "tol": 1e-6},
+            "models": [{"model": f0}, {"model": f1}],
+        },
+        "nearswap": {
+            "merge_method": "nearswap",
+            "base_model": b,
+            "parameters": {"t": 0.01},
+            "models": [{"model": f0}],
+        },
+        "sce": {"merge_method": "sce", "base_model": b, "models": plain},
+        "sce_topk": {
+            "merge_method": "sce",
+            "base_model": b,
+            "parameters": {"select_topk": 0.5},
+            "models": plain,
+        },
+        "sce_bf16": {
+            "merge_method": "sce",
+            "base_model": bb,
+            "dtype": "bfloat16",
+            "parameters": {"select_topk": 0.3},
+            "models": [{"model": bf0}, {"model": bf1}, {"model": bf2}],
+        },
+        "arcee_fusion": {
+            "merge_method": "arcee_fusion",
+            "base_model": b,
+            "models": [{"model": f0}],
+        },
+        "ram": {"merge_method": "ram", "base_model": b, "models": plain},
+        "ram_eps": {
+            "merge_method": "ram",
+            "base_model": b,
+            "parameters": {"epsilon": 0.02},  # about a third of the deltas count as unchanged
+            "models": plain,
+        },
+        "ramplus_tl": {
+            "merge_method": "ramplus_tl",
+            "base_model": b,
+            "parameters": {"epsilon": 0.02, "r": 0.5, "alpha": 0.5},
+            "models": plain,
         },
         "ties_bf16_sort_ties": {
             "merge_method": "ties",
@@ -334,6 +416,12 @@ def main() -> int:
         },
         "dare_ties_3": {"merge_method": "dare_ties", "base_model": b, "models": three},
     }
+    ties_bf16 = exact["ties_bf16_sort_ties"]
+    if args.only:
+        wanted = tuple(args.only.split(","))
+        for table in (exact, close, stats):
+            for name in [n for n in table if not n.startswith(wanted)]:
+                del table[name]
     base_state, ft_state = load_state(fp32[0]), load_state(fp32[1])
     results: dict[str, Any] = {"mergekit": version, "exact": {}, "close": {}, "stats": {}}
     ok = True
@@ -369,23 +457,31 @@ def main() -> int:
                                   "pass": passed}  # fmt: skip
         print(f"stats {name:20s} splice={_fmt(a)} mergekit={_fmt(m)} "
               f"{'PASS' if passed else 'FAIL'}", flush=True)  # fmt: skip
+    if not args.only:  # the tie-break count and the adapters run with the full comparison
+        ok &= compare_extras(ties_bf16, work, mergekit, fp32[0], results)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    print("ALL PASS" if ok else "SOME FAILED")
+    return 0 if ok else 1
+
+
+def compare_extras(
+    ties_cfg: dict[str, Any], work: Path, mergekit: Path, base: Path, results: dict[str, Any]
+) -> bool:
+    """bf16 TIES tie-break differences (information) and the adapter check (pass/fail)."""
     # bf16 TIES with the default linear-time selection: ties at the magnitude threshold are
     # broken in index order, mergekit's by its sort; count the entries that differ.
-    cfg = dict(exact["ties_bf16_sort_ties"])
+    cfg = dict(ties_cfg)
     ours, theirs = run_both(cfg, "ties_bf16", work, mergekit)
     a, m = load_state(ours), load_state(theirs)
     differ = sum(int((a[k] != m[k]).sum()) for k in a)
     total = sum(v.numel() for v in a.values())
     results["ties_bf16_index_tiebreak"] = {"differing": differ, "total": total}
     print(f"info  ties_bf16 (index tie-break) differing entries: {differ} of {total}")
-    results["adapters"] = compare_adapters(work, fp32[0])
-    ok &= results["adapters"]["pass"]
+    results["adapters"] = compare_adapters(work, base)
     print(f"adapters linear vs PEFT cat: max|d| = {results['adapters']['max_abs_diff']:.3g} "
           f"{'PASS' if results['adapters']['pass'] else 'FAIL'}")  # fmt: skip
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
-    print("ALL PASS" if ok else "SOME FAILED")
-    return 0 if ok else 1
+    return bool(results["adapters"]["pass"])
 
 
 def _fmt(s: dict[str, float]) -> str:

@@ -20,13 +20,20 @@ if TYPE_CHECKING:
     from splice.models.merging.adapters import AdapterReport, merge_adapters
     from splice.models.merging.config import ConfigError, MergeConfig, parse_config
     from splice.models.merging.engine import MergeReport, merge
+    from splice.models.merging.methods.arcee_fusion import arcee_fusion
     from splice.models.merging.methods.breadcrumbs import breadcrumbs
     from splice.models.merging.methods.dare import dare
     from splice.models.merging.methods.della import della
+    from splice.models.merging.methods.karcher import karcher_mean
     from splice.models.merging.methods.linear import linear
     from splice.models.merging.methods.model_stock import model_stock
+    from splice.models.merging.methods.multislerp import multislerp
+    from splice.models.merging.methods.nearswap import nearswap
     from splice.models.merging.methods.nuslerp import nuslerp
     from splice.models.merging.methods.passthrough import passthrough
+    from splice.models.merging.methods.r_tsvm import r_tsvm
+    from splice.models.merging.methods.ram import ram
+    from splice.models.merging.methods.sce import sce
     from splice.models.merging.methods.slerp import slerp
     from splice.models.merging.methods.task_arithmetic import task_arithmetic
     from splice.models.merging.methods.ties import ties
@@ -49,6 +56,13 @@ _HOMES = {
     "parse_config": "config",
     "MergeReport": "engine",
     "merge": "engine",
+    "arcee_fusion": "methods.arcee_fusion",
+    "karcher_mean": "methods.karcher",
+    "multislerp": "methods.multislerp",
+    "nearswap": "methods.nearswap",
+    "r_tsvm": "methods.r_tsvm",
+    "ram": "methods.ram",
+    "sce": "methods.sce",
     "breadcrumbs": "methods.breadcrumbs",
     "dare": "methods.dare",
     "della": "methods.della",
@@ -76,6 +90,13 @@ __all__ = [
     "MergeMethod",
     "MergeReport",
     "TensorInputs",
+    "arcee_fusion",
+    "karcher_mean",
+    "multislerp",
+    "nearswap",
+    "r_tsvm",
+    "ram",
+    "sce",
     "breadcrumbs",
     "dare",
     "della",

@@ -7,7 +7,6 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
-from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -58,8 +57,8 @@ def test_budget_sizes_follow_kvpress_and_stay_in_range() -> None:
     for ratio in (0.0, 0.1, 0.25, 0.3, 0.5, 0.7, 0.9, 0.95):
         budget = Budget.from_compression_ratio(ratio)
         for n in range(1, 60):
-            exact = math.floor(n * (1 - Fraction(str(ratio))))
-            assert budget.size(n) == max(1, exact), (ratio, n)
+            kvpress = int(n * (1 - ratio))  # kvpress's own float expression
+            assert budget.size(n) == max(1, kvpress), (ratio, n)
     assert Budget(entries=16).size(100) == 16
     assert Budget(entries=16).size(5) == 5
     assert Budget(entries=16).size(0) == 0
@@ -389,3 +388,17 @@ def test_the_package_and_serving_do_not_import_torch() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_snapkv_pools_as_torch_avg_pool1d_and_refuses_unknown_pooling() -> None:
+    torch = pytest.importorskip("torch")
+    from splice.models.merging.cache.snapkv import avg_pool
+
+    scores = np.random.default_rng(0).random((3, 17))
+    for kernel in (1, 3, 5, 7):
+        want = torch.nn.functional.avg_pool1d(
+            torch.from_numpy(scores)[:, None], kernel, stride=1, padding=kernel // 2
+        )[:, 0].numpy()
+        assert np.allclose(avg_pool(scores, kernel), want, atol=1e-12)
+    with pytest.raises(ValueError, match="pooling"):
+        get_cache_method("snapkv", pooling="mean")

@@ -56,7 +56,7 @@ class Budget:
             kept = self.entries
         else:
             assert self.keep_ratio is not None
-            kept = math.floor(n * self.keep_ratio + 1e-9)  # 1e-9: 10 * 0.7 is 7.000000000000001
+            kept = math.floor(n * self.keep_ratio)  # the same float product as kvpress
         return max(1, min(n, kept))
 
 

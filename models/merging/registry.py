@@ -103,6 +103,22 @@ def _load_builtin_methods() -> None:
     from splice.models.merging import methods  # noqa: F401  (registers on import)
 
 
+def base_and_other(inputs: TensorInputs, method: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The base tensor and the one other model's, for the two-model methods (ValueError
+    otherwise)."""
+    if inputs.base is None or len(inputs.tensors) != 1:
+        raise ValueError(f"{method} needs a base model and exactly one other model")
+    return inputs.base, inputs.tensors[0]
+
+
+def required_param(inputs: TensorInputs, key: str, method: str) -> Any:
+    """The global parameter ``key``, which has no default (ValueError when absent)."""
+    value = inputs.params.get(key)
+    if value is None:
+        raise ValueError(f"{method}: parameter {key!r} is required")
+    return value
+
+
 def weights_of(inputs: TensorInputs, key: str = "weight") -> list[float]:
     """The per-model parameter ``key`` of every input tensor, as floats."""
     return [float(p[key]) for p in inputs.model_params]

@@ -12,7 +12,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from splice.models.merging.methods.aligned import aligned
-from splice.models.merging.registry import MergeMethod, TensorInputs, register
+from splice.models.merging.registry import (
+    MergeMethod,
+    TensorInputs,
+    base_and_other,
+    register,
+)
 
 #: Above this many entries the quantiles come from a random sample of this size.
 QUANTILE_SAMPLE = 1_000_000
@@ -65,6 +70,5 @@ class ArceeFusion(MergeMethod):
     drop_base_from_models = True
 
     def merge_tensor(self, inputs: TensorInputs) -> torch.Tensor:
-        if inputs.base is None or len(inputs.tensors) != 1:
-            raise ValueError("arcee_fusion needs a base model and exactly one other model")
-        return arcee_fusion(inputs.base, inputs.tensors[0], inputs.generator)
+        base, other = base_and_other(inputs, self.name)
+        return arcee_fusion(base, other, inputs.generator)

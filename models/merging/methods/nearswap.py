@@ -9,7 +9,13 @@ from __future__ import annotations
 
 import torch
 from splice.models.merging.methods.aligned import aligned
-from splice.models.merging.registry import MergeMethod, TensorInputs, register
+from splice.models.merging.registry import (
+    MergeMethod,
+    TensorInputs,
+    base_and_other,
+    register,
+    required_param,
+)
 
 MIN_DIFF = 1e-6
 
@@ -35,9 +41,5 @@ class NearSwap(MergeMethod):
     drop_base_from_models = True
 
     def merge_tensor(self, inputs: TensorInputs) -> torch.Tensor:
-        if inputs.base is None or len(inputs.tensors) != 1:
-            raise ValueError("nearswap needs a base model and exactly one other model")
-        t = inputs.params["t"]
-        if t is None:
-            raise ValueError("nearswap: parameter 't' is required")
-        return nearswap(inputs.base, inputs.tensors[0], float(t))
+        base, other = base_and_other(inputs, self.name)
+        return nearswap(base, other, float(required_param(inputs, "t", self.name)))

@@ -6,7 +6,13 @@ import math
 
 import torch
 from splice.models.merging import workspace
-from splice.models.merging.registry import MergeMethod, TensorInputs, register
+from splice.models.merging.registry import (
+    MergeMethod,
+    TensorInputs,
+    base_and_other,
+    register,
+    required_param,
+)
 
 #: Above this |cos| the two tensors count as colinear and are interpolated linearly.
 DOT_THRESHOLD = 0.9995
@@ -77,9 +83,6 @@ class Slerp(MergeMethod):
     drop_base_from_models = True
 
     def merge_tensor(self, inputs: TensorInputs) -> torch.Tensor:
-        if inputs.base is None or len(inputs.tensors) != 1:
-            raise ValueError("slerp needs a base model and exactly one other model")
-        t = inputs.params["t"]
-        if t is None:
-            raise ValueError("slerp: parameter 't' is required")
-        return slerp(float(t), inputs.base, inputs.tensors[0], inplace=inputs.owned)
+        base, other = base_and_other(inputs, self.name)
+        t = float(required_param(inputs, "t", self.name))
+        return slerp(t, base, other, inplace=inputs.owned)

@@ -40,6 +40,28 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
 
+def window_queries(
+    module: torch.nn.Module,
+    hidden_states: torch.Tensor,
+    position_embeddings: tuple[torch.Tensor, torch.Tensor],
+    window: int,
+) -> torch.Tensor:
+    """(batch, q_heads, w, head_dim) float32: the queries of the last ``w <= window`` positions
+    of ``hidden_states`` (batch, n, hidden), RoPE applied with ``position_embeddings``."""
+    w = min(window, hidden_states.shape[1])
+    hidden = hidden_states[:, -w:]
+    cos, sin = (t[:, -w:].unsqueeze(1) for t in position_embeddings)
+    with torch.no_grad():
+        # (batch, w, q_heads * d) -> (batch, w, q_heads, d)
+        queries = module.q_proj(hidden).view(*hidden.shape[:-1], -1, module.head_dim)
+        norm = getattr(module, "q_norm", None)
+        if norm is not None:
+            queries = norm(queries)
+        queries = queries.transpose(1, 2)  # (batch, q_heads, w, d)
+        queries = queries * cos + _rotate_half(queries) * sin
+    return queries.float()
+
+
 class CompressedLayer(DynamicLayer):
     """One layer's cache, compressed to ``budget`` of the tokens seen (module doc)."""
 
@@ -247,17 +269,7 @@ class CompressedCache(Cache):
         embeddings = kwargs.get("position_embeddings", args[1] if len(args) > 1 else None)
         if hidden is None or embeddings is None:
             return
-        window = min(hidden.shape[1], self.query_window)
-        with torch.no_grad():
-            hidden = hidden[:, -window:]
-            cos, sin = (t[:, -window:].unsqueeze(1) for t in embeddings)
-            # (batch, w, q_heads * d) -> (batch, w, q_heads, d)
-            queries = module.q_proj(hidden).view(*hidden.shape[:-1], -1, module.head_dim)
-            norm = getattr(module, "q_norm", None)
-            if norm is not None:
-                queries = norm(queries)
-            queries = queries.transpose(1, 2)  # (batch, q_heads, w, d)
-            queries = queries * cos + _rotate_half(queries) * sin
+        queries = window_queries(module, hidden, embeddings, self.query_window)
         self._layer(index).add_queries(queries)
 
     def stored_length(self, layer_idx: int = 0) -> int:

@@ -32,35 +32,13 @@ from typing import Any
 import numpy as np
 import torch
 from splice.models.merging.cache.base import Budget, CacheMethod, as_budget, resolve_method
-from splice.models.merging.cache.hf import _rotate_half
+from splice.models.merging.cache.hf import window_queries
 from splice.models.merging.cache.layer import compress_layer
 
 try:  # kvpress's press protocol, when installed (its own venv: it pins transformers < 5.3)
     from kvpress import BasePress as _PressBase
 except ImportError:  # pragma: no cover - depends on the environment
     _PressBase = object  # type: ignore[assignment,misc]
-
-
-def window_queries(
-    module: torch.nn.Module,
-    hidden_states: torch.Tensor,
-    position_embeddings: tuple[torch.Tensor, torch.Tensor],
-    window: int,
-) -> torch.Tensor:
-    """(batch, q_heads, w, head_dim) float32: the queries of the last ``w <= window`` positions
-    of ``hidden_states`` (batch, n, hidden), RoPE applied with ``position_embeddings``."""
-    w = min(window, hidden_states.shape[1])
-    hidden = hidden_states[:, -w:]
-    cos, sin = (t[:, -w:].unsqueeze(1) for t in position_embeddings)
-    with torch.no_grad():
-        # (batch, w, q_heads * d) -> (batch, w, q_heads, d)
-        queries = module.q_proj(hidden).view(*hidden.shape[:-1], -1, module.head_dim)
-        norm = getattr(module, "q_norm", None)
-        if norm is not None:
-            queries = norm(queries)
-        queries = queries.transpose(1, 2)  # (batch, q_heads, w, d)
-        queries = queries * cos + _rotate_half(queries) * sin
-    return queries.float()
 
 
 class CachePress(_PressBase):  # type: ignore[misc,valid-type]

@@ -19,11 +19,13 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from splice.models.merging.adapters import AdapterReport, merge_adapters
     from splice.models.merging.config import ConfigError, MergeConfig, parse_config
+    from splice.models.merging.data_aware import collect_statistics
     from splice.models.merging.engine import MergeReport, merge
     from splice.models.merging.methods.arcee_fusion import arcee_fusion
     from splice.models.merging.methods.breadcrumbs import breadcrumbs
     from splice.models.merging.methods.dare import dare
     from splice.models.merging.methods.della import della
+    from splice.models.merging.methods.fisher import fisher_merge
     from splice.models.merging.methods.karcher import karcher_mean
     from splice.models.merging.methods.linear import linear
     from splice.models.merging.methods.model_stock import model_stock
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
     from splice.models.merging.methods.passthrough import passthrough
     from splice.models.merging.methods.r_tsvm import r_tsvm
     from splice.models.merging.methods.ram import ram
+    from splice.models.merging.methods.regmean import regmean
     from splice.models.merging.methods.sce import sce
     from splice.models.merging.methods.slerp import slerp
     from splice.models.merging.methods.task_arithmetic import task_arithmetic
@@ -54,6 +57,9 @@ _HOMES = {
     "ConfigError": "config",
     "MergeConfig": "config",
     "parse_config": "config",
+    "collect_statistics": "data_aware",
+    "fisher_merge": "methods.fisher",
+    "regmean": "methods.regmean",
     "MergeReport": "engine",
     "merge": "engine",
     "arcee_fusion": "methods.arcee_fusion",
@@ -91,11 +97,14 @@ __all__ = [
     "MergeReport",
     "TensorInputs",
     "arcee_fusion",
+    "collect_statistics",
+    "fisher_merge",
     "karcher_mean",
     "multislerp",
     "nearswap",
     "r_tsvm",
     "ram",
+    "regmean",
     "sce",
     "breadcrumbs",
     "dare",

@@ -70,7 +70,8 @@ def merge_weights_command(
 
     OUT_DIR must not be an input model; it is written whole or not at all.
     """
-    from splice.models.merging import MergeReport, merge
+    from splice.models.merging import MergeReport
+    from splice.models.merging.data_aware import merge  # the engine's merge, statistics first
     from splice.models.merging.sparsify import full_sort_ties
 
     show = sys.stderr.isatty() if progress is None else progress

@@ -52,12 +52,14 @@ from splice.data.evaluation import locate_resolutions
 
 def collect(args: argparse.Namespace) -> None:
     classifier = NeuralResolver(args.model)
-    scorer = LMScorer(*_lm(args.lm, args.beams))
+    scorer = LMScorer(*_lm(args.lm, args.beams, args.press, args.cache_budget))
     n_hunks, started = 0, time.perf_counter()
     spent = defaultdict(float)
     with gzip.open(args.rows, "wt", encoding="utf-8") as out:
         records = iter_records(args.data, split="val", per_repo_limit=args.per_repo)
         for record in records:
+            if len(record["ours"]) < args.min_chars:
+                continue
             b, o, t = (split_lines(record[k]) for k in ("base", "ours", "theirs"))
             try:
                 chunks, reports = find_hunks(b, o, t, record.get("lang"), record.get("path"))
@@ -111,10 +113,11 @@ def _seconds(spent: dict[str, float], n: int) -> str:
     return ", ".join(f"{k} {v / max(n, 1):.3f} s/hunk" for k, v in spent.items())
 
 
-def _lm(folder: str, beams: int) -> tuple[Any, LMRerank]:
+def _lm(folder: str, beams: int, press: str | None, budget: int) -> tuple[Any, LMRerank]:
     from splice.models.serving.lm import CodeLM
 
-    return CodeLM(folder), LMRerank(weights=(0.0,) * len(LM_FEATURES), beams=beams)
+    blank = (0.0,) * len(LM_FEATURES)
+    return CodeLM(folder), LMRerank(blank, beams=beams, press=press, cache_budget=budget)
 
 
 # ---------------------------------------------------------------------------------- report
@@ -233,6 +236,9 @@ def main() -> None:
     c.add_argument("--data", default="../shared/data/merges")
     c.add_argument("--per-repo", type=int, default=40)
     c.add_argument("--beams", type=int, default=3)
+    c.add_argument("--press", default=None, help="Whole files through this cache method.")
+    c.add_argument("--cache-budget", type=int, default=256)
+    c.add_argument("--min-chars", type=int, default=0, help="Only files at least this long.")
     c.add_argument("--rows", required=True)
     r = sub.add_parser("report")
     r.add_argument("--rows", required=True)

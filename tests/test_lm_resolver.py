@@ -318,3 +318,34 @@ def test_real_conflicts_through_the_driver_score_write_and_lose_nothing(
         blocks = explained.split("kept markers")[1:]
         assert len(blocks) == merged.count("<<<<<<< ") >= 1
         assert all(f"{WRITTEN}: '{WORD}'" in block for block in blocks), explained
+
+
+def test_whole_files_are_read_through_a_compressed_cache(lm_dir: Path, tmp_path: Path) -> None:
+    """With ``press`` in ``rerank.json`` the prompt takes the file up to the model's positions,
+    its text before the conflict held at ``cache_budget`` entries, positions true; a short file
+    gives the window's scores."""
+    from dataclasses import asdict
+
+    folder = tmp_path / "lm"
+    shutil.copytree(lm_dir, folder)
+    fitted = asdict(LMRerank.load(folder))  # type: ignore[arg-type]
+    LMRerank(**{**fitted, "press": "streaming_llm", "cache_budget": 32}).save(folder)
+    whole, window = LMScorer.load(folder), LMScorer.load(lm_dir)
+    head = "".join(f"value_{i} = {i}\n" for i in range(300))
+    texts = [(head + s).splitlines(keepends=True) for s in (BASE, OURS, THEIRS)]
+    hunks = [r.hunk for r in find_hunks(*texts, "python", "f.py")[1]]
+    wide, narrow = whole.prompts(hunks, [8])[0], window.prompts(hunks, [8])[0]
+    assert len(narrow.ids) <= 256 < len(wide.ids) <= 512 - 9
+    cache = whole.cache([wide])
+    assert cache is not None and window.cache([narrow]) is None
+    assert cache.length <= 32 + wide.tail and int(cache.next_position[0]) == len(wide.ids)
+    candidates = [(WORD + "\n",), ("y = x + 1\n",)]
+    scores, _ = whole.score(hunks, [candidates])
+    assert np.isfinite(scores[0]).all() and scores[0][0] > scores[0][1]
+    assert whole.write(hunks)[0][0][0] == (WORD + "\n",)
+    short = _hunks()
+    assert whole.prompts(short, [8])[0].ids == window.prompts(short, [8])[0].ids
+    a, b = whole.score(short, [candidates])[0], window.score(short, [candidates])[0]
+    assert np.allclose(a[0], b[0], rtol=1e-2, atol=1e-3)  # read in two parts, not one
+    with pytest.raises(ValueError, match="queries"):
+        LMRerank.from_json({**LMRerank.load(folder).to_json(), "press": "h2o"})  # type: ignore[union-attr]

@@ -267,6 +267,28 @@ def test_a_file_read_through_a_compressed_cache(fp32):
         fp32.compressed_loss(text, "streaming_llm", budget=0)
 
 
+def test_a_prompt_prefilled_through_a_compressed_cache(fp32):
+    """prefill_compressed with room for everything is the prefill; a small budget holds the
+    cache there with true positions; stacked rows score as alone; generation from a cache."""
+    ids = text_ids(fp32, 100)
+    plain = fp32.prefill(ids)
+    roomy = fp32.prefill_compressed(ids, "streaming_llm", 1000, tail=10, chunk=16)
+    assert np.allclose(roomy.last_logits, plain.last_logits, atol=1e-4)
+    small = fp32.prefill_compressed(ids, "kvmerger", 24, tail=10, chunk=16)
+    assert small.length <= 24 + 10 and int(small.next_position[0]) == 100
+    both = KVCache.stacked([small, plain])
+    assert both.batch == 2 and both.mask[0].sum() == small.length and both.mask[1].sum() == 100
+    together = fp32.score_many([ids, ids], [[[5, 6, 7]], [[5, 6, 7]]], cache=both)
+    assert np.allclose(together[0], fp32.score(ids, [[5, 6, 7]], cache=small), atol=1e-4)
+    assert np.allclose(together[1], fp32.score(ids, [[5, 6, 7]]), atol=1e-4)
+    options = GenerateOptions(beams=2, max_new_tokens=4)
+    assert [g.ids for g in fp32.generate(ids, options)] == [
+        g.ids for g in fp32.generate(ids, options, cache=roomy)
+    ]
+    with pytest.raises(ValueError):
+        fp32.prefill_compressed(ids, "streaming_llm", 24, tail=101)
+
+
 def test_perplexity_command_with_a_press(exported):
     folder = exported[1]
     args = ["lm", "perplexity", str(REAL_FILE), "--model", str(folder), "--json"]

@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -140,6 +140,29 @@ class KVCache:
             values=blank,
             mask=np.zeros((batch, 0), dtype=np.int64),
             next_position=np.zeros(batch, dtype=np.int64),
+        )
+
+    @classmethod
+    def stacked(cls, caches: Sequence[KVCache]) -> KVCache:
+        """One batch of the rows of ``caches`` (each read to its end), left padded to the
+        longest: padding is masked and takes no position."""
+        if not caches or any(c.last_logits is None for c in caches):
+            raise ValueError("stacked takes caches that have read something")
+        width = max(c.length for c in caches)
+
+        def pad(x: np.ndarray, length: int) -> np.ndarray:
+            # (batch, kv_heads, length, d) -> (batch, kv_heads, width, d), zeros on the left
+            return np.pad(x, [(0, 0), (0, 0), (width - length, 0), (0, 0)])
+
+        layers = range(len(caches[0].keys))
+        return cls(
+            keys=tuple(np.concatenate([pad(c.keys[i], c.length) for c in caches]) for i in layers),
+            values=tuple(
+                np.concatenate([pad(c.values[i], c.length) for c in caches]) for i in layers
+            ),
+            mask=np.concatenate([np.pad(c.mask, [(0, 0), (width - c.length, 0)]) for c in caches]),
+            next_position=np.concatenate([c.next_position for c in caches]),
+            last_logits=np.concatenate([c.last_logits for c in caches]),  # type: ignore[misc]
         )
 
     @property
@@ -445,7 +468,11 @@ class CodeLM:
     # ------------------------------------------------------------------ generation
 
     def generate(
-        self, prompt_ids: Sequence[int], options: GenerateOptions | None = None
+        self,
+        prompt_ids: Sequence[int],
+        options: GenerateOptions | None = None,
+        *,
+        cache: KVCache | None = None,
     ) -> list[Generation]:
         """Beam search after ``prompt_ids``: the best ``beams`` sequences, finished ones (ended
         by a stop token) first, each group by log-probability. A hypothesis that ends is set
@@ -455,7 +482,10 @@ class CodeLM:
         options = options or GenerateOptions()
         stop = set(options.stop if options.stop is not None else (self.special.end,))
         width = options.beams
-        cache = self.prefill(prompt_ids)
+        if cache is None:
+            cache = self.prefill(prompt_ids)
+        elif cache.batch != 1:
+            raise ValueError("generate takes the cache of one prompt (its prefill)")
         live: list[tuple[tuple[int, ...], float]] = [((), 0.0)]
         done: list[Generation] = []
         for step in range(options.max_new_tokens):
@@ -528,32 +558,63 @@ class CodeLM:
             tokens=max(len(seq) - 1, 0), bytes=len(text.encode("utf-8")), bits=nats / math.log(2)
         )
 
-    def compressed_loss(
-        self, text: str, method: str | CacheMethod, budget: Budget | int, chunk: int = 64
-    ) -> TextLoss:
-        """The cross-entropy of ``text`` read through one cache held at ``budget`` entries:
-        chunks of ``chunk`` tokens are read in turn, and before each the cache is compressed by
-        ``method`` when the chunk would take it over the budget, so memory stays at most
-        ``budget + chunk`` entries while positions stay true. The text is cut at the model's
-        positions (the tokens counted say how many were scored). Serving has no queries: the
-        methods that read keys only (``streaming_llm``, ``random``, ``kvmerger``) work here."""
-        from splice.models.merging.cache import Budget as CacheBudget
-
-        if isinstance(budget, CacheBudget):
-            budget = budget.size(self.spec.max_positions)
+    def _read_compressed(
+        self, seq: Sequence[int], method: str | CacheMethod, budget: int, chunk: int
+    ) -> Iterator[tuple[int, np.ndarray, KVCache]]:
+        """Read ``seq`` in chunks of ``chunk`` tokens through one cache, compressed by ``method``
+        to ``budget`` entries before a chunk that would take it over: (start, logits, cache)
+        after each chunk. Memory stays at most ``budget + chunk`` entries; positions stay true."""
         if budget < 1 or chunk < 1:
             raise ValueError(f"budget {budget} and chunk {chunk} must be at least 1")
-        ids = self.tokenizer.encode(text)
-        seq = ([self.spec.start_id] if self.spec.start_id is not None else []) + ids
-        seq = seq[: self.spec.max_positions]
         cache = KVCache.empty(self.spec)
-        nats = 0.0
-        for start in range(0, len(seq) - 1, chunk):
+        for start in range(0, len(seq), chunk):
             part = seq[start : start + chunk]
             if cache.length and cache.length + len(part) > budget:
                 cache = cache.compressed(method, budget)
             logits, cache = self.forward(cache, np.asarray([part], dtype=np.int64))
-            targets = seq[start + 1 : start + 1 + len(part)]
+            yield start, logits, cache
+
+    def prefill_compressed(
+        self,
+        ids: Sequence[int],
+        method: str | CacheMethod,
+        budget: int,
+        *,
+        tail: int = 0,
+        chunk: int = 64,
+    ) -> KVCache:
+        """The cache (batch 1) after reading ``ids``: all but the last ``tail`` tokens through a
+        cache held at ``budget`` entries (:meth:`_read_compressed`), then the tail, uncompressed
+        (the part a prompt needs whole: the conflict and the fill-in-the-middle token)."""
+        if not len(ids) or not 0 <= tail <= len(ids):
+            raise ValueError(f"an empty prompt or a tail of {tail} of {len(ids)} tokens")
+        head, rest = list(ids[: len(ids) - tail]), list(ids[len(ids) - tail :])
+        cache = KVCache.empty(self.spec)
+        for _, _, read in self._read_compressed(head, method, budget, chunk):
+            cache = read
+        if rest:
+            if cache.length > budget:
+                cache = cache.compressed(method, budget)
+            _, cache = self.forward(cache, np.asarray([rest], dtype=np.int64))
+        return cache
+
+    def compressed_loss(
+        self, text: str, method: str | CacheMethod, budget: Budget | int, chunk: int = 64
+    ) -> TextLoss:
+        """The cross-entropy of ``text`` read through one cache held at ``budget`` entries
+        (:meth:`_read_compressed`). The text is cut at the model's positions (the tokens counted
+        say how many were scored). Serving has no queries: the methods that read keys only
+        (``streaming_llm``, ``random``, ``kvmerger``) work here."""
+        from splice.models.merging.cache import Budget as CacheBudget
+
+        if isinstance(budget, CacheBudget):
+            budget = budget.size(self.spec.max_positions)
+        ids = self.tokenizer.encode(text)
+        seq = ([self.spec.start_id] if self.spec.start_id is not None else []) + ids
+        seq = seq[: self.spec.max_positions]
+        nats = 0.0
+        for start, logits, _ in self._read_compressed(seq[:-1], method, budget, chunk):
+            targets = seq[start + 1 : start + 1 + logits.shape[1]]
             logp = log_softmax(logits[0, : len(targets)])
             nats -= float(logp[np.arange(len(targets)), targets].astype(np.float64).sum())
         scored = max(len(seq) - 1, 0)

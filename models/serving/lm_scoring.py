@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from splice.models.serving.lm import CodeLM, GenerateOptions
+from splice.models.serving.lm import CodeLM, GenerateOptions, KVCache
 from splice.models.serving.prompt import conflict_contexts, resolution_prompt
 from splice.resolver.chunks import Stable, split_lines, text_key
 from splice.resolver.resolvers import Hunk
@@ -63,6 +63,12 @@ class LMRerank:
     #: Tokens written at most: ``slack`` more than the longer side, within ``max_new_tokens``.
     max_new_tokens: int = 160
     slack: int = 24
+    #: Whole files: the prompt takes the file up to the model's positions, its text before the
+    #: conflict read through a cache compressed by this method of
+    #: :mod:`splice.models.merging.cache` to ``cache_budget`` entries (None: the window of
+    #: ``lm.json``'s budget alone).
+    press: str | None = None
+    cache_budget: int = 256
     #: Where and how the weights were fitted, in words (a report, not read).
     fitted_on: str = ""
 
@@ -77,7 +83,23 @@ class LMRerank:
         slack = int(data.get("slack", 24))
         if beams < 0 or cap < 1 or slack < 0:
             raise ValueError(f"rerank.json: beams {beams}, max_new_tokens {cap}, slack {slack}")
-        return cls(weights, beams, cap, slack, str(data.get("fitted_on", "")))
+        press, cache_budget = data.get("press"), int(data.get("cache_budget", 256))
+        if press is not None:
+            from splice.models.merging.cache import cache_method_names, get_cache_method
+
+            if press not in cache_method_names() or get_cache_method(press).query_use == "required":
+                raise ValueError(f"rerank.json: press {press!r} cannot run without queries")
+            if cache_budget < 16:
+                raise ValueError(f"rerank.json: cache_budget {cache_budget} below 16")
+        return cls(
+            weights,
+            beams,
+            cap,
+            slack,
+            None if press is None else str(press),
+            cache_budget,
+            str(data.get("fitted_on", "")),
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {"features": list(LM_FEATURES), **asdict(self), "weights": list(self.weights)}
@@ -120,10 +142,12 @@ def lm_rerank_scores(prior: np.ndarray, features: np.ndarray, weights: np.ndarra
 
 @dataclass(frozen=True)
 class HunkPrompt:
-    """A hunk's resolution prompt and the token room left for its middle."""
+    """A hunk's resolution prompt, the token room left for its middle, and how many of its last
+    tokens (the conflict and the middle marker) are read whole when the rest is compressed."""
 
     ids: list[int]
     room: int
+    tail: int = 0
 
 
 class LMScorer:
@@ -155,7 +179,10 @@ class LMScorer:
         budget for what follows it."""
         contexts: dict[int, list[tuple[str, str]]] = {}
         out = []
-        budget = min(self.lm.spec.budget, self.lm.spec.max_positions)
+        budget = self.lm.spec.max_positions
+        if self.rerank.press is None:
+            budget = min(self.lm.spec.budget, budget)
+        ours = self.lm.special.ours
         for hunk, need in zip(hunks, middle, strict=True):
             before, after = _context(hunk, contexts)
             c = hunk.conflict
@@ -168,8 +195,19 @@ class LMScorer:
                 "".join(c.theirs),
                 budget=max(budget // 4, budget - need - 1),
             )
-            out.append(HunkPrompt(ids, budget - len(ids)))
+            out.append(HunkPrompt(ids, budget - len(ids), len(ids) - ids.index(ours)))
         return out
+
+    def cache(self, prompts: Sequence[HunkPrompt]) -> KVCache | None:
+        """The prompts' cache when whole files are read (each prompt's text before its conflict
+        compressed to ``cache_budget`` entries, the rows stacked); None: the window alone, the
+        caller prefills."""
+        press = self.rerank.press
+        if press is None:
+            return None
+        budget = self.rerank.cache_budget
+        rows = [self.lm.prefill_compressed(p.ids, press, budget, tail=p.tail) for p in prompts]
+        return KVCache.stacked(rows)
 
     def write(self, hunks: Sequence[Hunk]) -> list[list[tuple[tuple[str, ...], float]]]:
         """Per hunk, the texts the beam search finished (lines, log-probability), best first."""
@@ -180,7 +218,7 @@ class LMScorer:
         for hunk, prompt in zip(hunks, self.prompts(hunks, caps), strict=True):
             cap = max(1, min(self._cap(hunk), prompt.room - 1))
             options = GenerateOptions(beams=self.rerank.beams, max_new_tokens=cap)
-            found = self.lm.generate(prompt.ids, options)
+            found = self.lm.generate(prompt.ids, options, cache=self.cache([prompt]))
             texts = [(self.tokenizer.decode(g.ids), g.log_prob) for g in found if g.finished]
             out.append([(_as_lines(text, hunk), lp) for text, lp in texts])
         return out
@@ -204,7 +242,10 @@ class LMScorer:
         out = [np.zeros(len(row)) for row in ids]
         for start in range(0, len(rows), PROMPTS_PER_RUN):
             group = rows[start : start + PROMPTS_PER_RUN]
-            got = self.lm.score_many([prompts[i].ids for i in group], [ids[i] for i in group])
+            batch = [prompts[i] for i in group]
+            got = self.lm.score_many(
+                [p.ids for p in batch], [ids[i] for i in group], cache=self.cache(batch)
+            )
             for i, scores in zip(group, got, strict=True):
                 out[i] = scores
         return out, lengths

@@ -40,7 +40,6 @@ from splice.models.serving.lm_scoring import (
     LMScorer,
     dedup_written,
     lm_features,
-    lm_rerank_scores,
 )
 from splice.models.serving.neural import NeuralResolver
 from splice.resolver.chunks import split_lines, text_key
@@ -142,7 +141,7 @@ def ranks(rows: Sequence[dict[str, Any]], weights: np.ndarray | None) -> np.ndar
             keep = ~r["written"]
             score, right = r["prior"][keep], r["right"][keep]
         else:
-            score, right = lm_rerank_scores(r["prior"], r["features"], weights), r["right"]
+            score, right = rerank.rerank_scores(r["prior"], r["features"], weights), r["right"]
         hits = np.flatnonzero(right[np.argsort(-score, kind="stable")])
         out[i] = hits[0] + 1 if len(hits) else 0
     return out

@@ -31,10 +31,10 @@ from splice.models.serving.lm_scoring import (  # noqa: E402
     LMRerank,
     LMScorer,
     lm_features,
-    lm_rerank_scores,
 )
 from splice.models.serving.neural import NeuralResolver, default_model_dir  # noqa: E402
 from splice.models.serving.prompt import LMTokenizer  # noqa: E402
+from splice.models.serving.rerank import rerank_scores  # noqa: E402
 from splice.models.training.lm_export import LMExportOptions, export_lm  # noqa: E402
 from splice.resolver.pipeline import find_hunks  # noqa: E402
 from splice.resolver.resolvers import WRITTEN, WRITTEN_SOURCE  # noqa: E402
@@ -100,9 +100,9 @@ def test_zero_weights_give_the_classifier_order_back_and_features_are_relative()
     assert feats[:, 2].tolist() == [0.0, 1.0, 0.0]
     assert feats[:, 3].tolist() == [0.0, 0.0, 1.0]
     prior = np.array([0.6, 0.3, 1e-4])
-    same = lm_rerank_scores(prior, feats, np.zeros(len(LM_FEATURES)))
+    same = rerank_scores(prior, feats, np.zeros(len(LM_FEATURES)))
     assert np.allclose(same, prior / prior.sum())
-    trusting = lm_rerank_scores(prior, feats, np.array([2.0, 0.0, 0.0, 0.0]))
+    trusting = rerank_scores(prior, feats, np.array([2.0, 0.0, 0.0, 0.0]))
     assert int(np.argmax(trusting)) == 1
 
 
@@ -161,7 +161,7 @@ def test_a_hunk_whose_candidates_do_not_fit_is_left_to_the_classifier(lm_dir: Pa
     assert scores[0].tolist() == [0.0, 0.0] and lengths[0][1] > 256
     feats = lm_features(scores[0], lengths[0], [False, False])
     prior = np.array([0.3, 0.7])
-    assert np.allclose(lm_rerank_scores(prior, feats, np.ones(len(LM_FEATURES))), prior)
+    assert np.allclose(rerank_scores(prior, feats, np.ones(len(LM_FEATURES))), prior)
 
 
 def test_the_resolver_shows_written_answers_and_never_applies_them_uncalibrated(

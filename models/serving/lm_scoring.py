@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 from splice.models.serving.lm import CodeLM, GenerateOptions, KVCache
 from splice.models.serving.prompt import conflict_contexts, resolution_prompt
-from splice.resolver.chunks import Stable, split_lines, text_key
+from splice.resolver.chunks import Conflict, Stable, split_lines, text_key
 from splice.resolver.resolvers import Hunk
 
 #: One feature per name, in this order (``rerank.json: features`` must match).
@@ -131,15 +131,6 @@ def lm_features(log_probs: np.ndarray, lengths: Sequence[int], written: Sequence
     return np.array(rows, dtype=np.float64)
 
 
-def lm_rerank_scores(prior: np.ndarray, features: np.ndarray, weights: np.ndarray) -> Any:
-    """The probabilities of a hunk's candidates after the LM's conditional logit (module doc)."""
-    if len(prior) == 0:
-        return np.zeros(0)
-    z = np.log(np.clip(np.asarray(prior, dtype=np.float64), 1e-6, 1.0)) + features @ weights
-    z = np.exp(z - z.max())
-    return z / z.sum()
-
-
 @dataclass(frozen=True)
 class HunkPrompt:
     """A hunk's resolution prompt, the token room left for its middle, and how many of its last
@@ -177,7 +168,7 @@ class LMScorer:
     def prompts(self, hunks: Sequence[Hunk], middle: Sequence[int]) -> list[HunkPrompt]:
         """Each hunk's prompt, leaving ``middle[i]`` tokens (and the end token) of the model's
         budget for what follows it."""
-        contexts: dict[int, list[tuple[str, str]]] = {}
+        contexts: dict[int, tuple[list[Conflict], list[tuple[str, str]]]] = {}
         out = []
         budget = self.lm.spec.max_positions
         if self.rerank.press is None:
@@ -215,8 +206,8 @@ class LMScorer:
             return [[] for _ in hunks]
         caps = [self._cap(h) for h in hunks]
         out = []
-        for hunk, prompt in zip(hunks, self.prompts(hunks, caps), strict=True):
-            cap = max(1, min(self._cap(hunk), prompt.room - 1))
+        for hunk, want, prompt in zip(hunks, caps, self.prompts(hunks, caps), strict=True):
+            cap = max(1, min(want, prompt.room - 1))
             options = GenerateOptions(beams=self.rerank.beams, max_new_tokens=cap)
             found = self.lm.generate(prompt.ids, options, cache=self.cache([prompt]))
             texts = [(self.tokenizer.decode(g.ids), g.log_prob) for g in found if g.finished]
@@ -261,21 +252,21 @@ def _as_lines(text: str, hunk: Hunk) -> tuple[str, ...]:
     return tuple(split_lines(text))
 
 
-def _context(hunk: Hunk, cache: dict[int, list[tuple[str, str]]]) -> tuple[str, str]:
+def _context(
+    hunk: Hunk, cache: dict[int, tuple[list[Conflict], list[tuple[str, str]]]]
+) -> tuple[str, str]:
     """The merged file's text before and after ``hunk`` (the whole file when the hunk knows it,
-    else its context lines)."""
+    else its context lines); ``cache`` keeps each file's conflicts and contexts."""
     f = hunk.file
     if f is not None:
-        chunks = f.chunks
         if id(f) not in cache:
-            cache[id(f)] = conflict_contexts(chunks)
-        conflicts = [c for c in chunks if not isinstance(c, Stable)]
-        for i, c in enumerate(conflicts):
-            if c is hunk.conflict:
-                return cache[id(f)][i]
-        for i, c in enumerate(conflicts):
-            if c == hunk.conflict:
-                return cache[id(f)][i]
+            conflicts = [c for c in f.chunks if not isinstance(c, Stable)]
+            cache[id(f)] = (conflicts, conflict_contexts(f.chunks))  # type: ignore[assignment]
+        conflicts, contexts = cache[id(f)]
+        for same in (lambda c: c is hunk.conflict, lambda c: c == hunk.conflict):
+            for i, c in enumerate(conflicts):
+                if same(c):
+                    return contexts[i]
     return "".join(hunk.before), "".join(hunk.after)
 
 

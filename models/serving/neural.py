@@ -195,6 +195,18 @@ class Candidate:
         return self.score if self.mixture is None else min(self.score, self.mixture)
 
 
+def _rescored(
+    cands: Sequence[Candidate], scores: Sequence[float], mixtures: Sequence[float | None]
+) -> list[Candidate]:
+    """``cands`` with new ``scores`` and ``mixtures``, best first."""
+    out = [
+        replace(c, score=float(p), mixture=m)
+        for c, p, m in zip(cands, scores, mixtures, strict=True)
+    ]
+    out.sort(key=lambda c: -c.score)
+    return out
+
+
 def _mixture(c: Candidate) -> float:
     """The route mixture of a classifier candidate (its score until reranked)."""
     return c.score if c.mixture is None else c.mixture
@@ -348,12 +360,8 @@ class NeuralResolver(Resolver):
         """The candidates the LM writes added to each hunk's, then all rescored with the LM's
         features (:mod:`splice.models.serving.lm_scoring`), best first."""
         import numpy as np
-        from splice.models.serving.lm_scoring import (
-            WRITTEN_PRIOR,
-            dedup_written,
-            lm_features,
-            lm_rerank_scores,
-        )
+        from splice.models.serving.lm_scoring import WRITTEN_PRIOR, dedup_written, lm_features
+        from splice.models.serving.rerank import rerank_scores
 
         assert self.lm is not None
         pools = []
@@ -366,13 +374,8 @@ class NeuralResolver(Resolver):
         for cands, lp, n in zip(pools, log_probs, lengths, strict=True):
             feats = lm_features(lp, n, [c.written for c in cands])
             prior = np.array([WRITTEN_PRIOR if c.written else c.score for c in cands])
-            new = lm_rerank_scores(prior, feats, weights)
-            rescored = [
-                replace(c, score=float(p), mixture=None if c.written else _mixture(c))
-                for c, p in zip(cands, new, strict=True)
-            ]
-            rescored.sort(key=lambda c: -c.score)
-            out.append(rescored)
+            new = rerank_scores(prior, feats, weights)
+            out.append(_rescored(cands, new, [None if c.written else _mixture(c) for c in cands]))
         return out
 
     def _rerank(
@@ -386,11 +389,7 @@ class NeuralResolver(Resolver):
         out = []
         for cands, feats in zip(ranked, features_many(hunks, ranked), strict=True):
             new = rerank_scores(np.array([c.score for c in cands]), feats, weights)
-            rescored = [
-                replace(c, score=float(p), mixture=c.score) for c, p in zip(cands, new, strict=True)
-            ]
-            rescored.sort(key=lambda c: -c.score)
-            out.append(rescored)
+            out.append(_rescored(cands, new, [c.score for c in cands]))
         return out
 
     def candidates(self, hunk: Hunk) -> list[Candidate]:

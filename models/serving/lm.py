@@ -605,9 +605,7 @@ class CodeLM:
         (:meth:`_read_compressed`). The text is cut at the model's positions (the tokens counted
         say how many were scored). Serving has no queries: the methods that read keys only
         (``streaming_llm``, ``random``, ``kvmerger``) work here."""
-        from splice.models.merging.cache import Budget as CacheBudget
-
-        if isinstance(budget, CacheBudget):
+        if isinstance(budget, Budget):
             budget = budget.size(self.spec.max_positions)
         ids = self.tokenizer.encode(text)
         seq = ([self.spec.start_id] if self.spec.start_id is not None else []) + ids

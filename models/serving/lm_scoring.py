@@ -93,12 +93,12 @@ class LMRerank:
                 raise ValueError(f"rerank.json: cache_budget {cache_budget} below 16")
         return cls(
             weights,
-            beams,
-            cap,
-            slack,
-            None if press is None else str(press),
-            cache_budget,
-            str(data.get("fitted_on", "")),
+            beams=beams,
+            max_new_tokens=cap,
+            slack=slack,
+            press=None if press is None else str(press),
+            cache_budget=cache_budget,
+            fitted_on=str(data.get("fitted_on", "")),
         )
 
     def to_json(self) -> dict[str, Any]:

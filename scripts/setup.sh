@@ -11,5 +11,5 @@ fi
 quiet() { "$@" 2>&1 | { grep -v '^WARNING: Location' || true; }; }
 quiet python -m pip install -q --upgrade pip
 quiet python -m pip install -q torch==2.13.0
-quiet python -m pip install -q -e '.[dev,train]'
+quiet python -m pip install -q -e '.[dev,train,merge]'
 python -c "import splice.resolver.pipeline, tree_sitter_python, onnxruntime, tokenizers, transformers"

@@ -122,3 +122,24 @@ def git_merge_file(
         check=False,
     )
     return proc.returncode, proc.stdout
+
+
+def save_byte_tokenizer(folder: Path) -> None:
+    """Save a byte-level tokenizer (the 256 byte symbols, no merges, ``<eos>`` = 256) in
+    ``folder``: a real fast tokenizer for tiny test models with a vocabulary of 257."""
+    import transformers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    vocab = {ch: i for i, ch in enumerate(pre_tokenizers.ByteLevel.alphabet())}
+    vocab["<eos>"] = len(vocab)
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>")
+    fast.save_pretrained(folder)
+
+
+@pytest.fixture(scope="session")
+def byte_tokenizer():
+    """:func:`save_byte_tokenizer`, for tests that build tiny models on disk."""
+    return save_byte_tokenizer

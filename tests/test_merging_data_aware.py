@@ -17,31 +17,16 @@ from safetensors import safe_open  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 from splice.models.merging import ConfigError, fisher_merge, get_method, regmean  # noqa: E402
 from splice.models.merging import merge as engine_merge  # noqa: E402
-from splice.models.merging.data_aware import (  # noqa: E402
+from splice.models.merging.calibration import (  # noqa: E402
     Calibration,
     calibration_chunks,
-    collect_statistics,
     load_texts,
-    merge,
-    prepare,
 )
+from splice.models.merging.data_aware import collect_statistics, merge, prepare  # noqa: E402
 from splice.models.merging.registry import TensorInputs  # noqa: E402
 
 #: Real text of the repository, as calibration.
 CALIB = Path(__file__).resolve().parents[1] / "models" / "merging" / "methods" / "linear.py"
-
-
-def _tokenizer(folder: Path) -> None:
-    """A byte-level tokenizer (256 byte symbols, no merges, an EOS) saved in ``folder``."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-
-    vocab = {ch: i for i, ch in enumerate(pre_tokenizers.ByteLevel.alphabet())}
-    vocab["<eos>"] = len(vocab)
-    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>")
-    fast.save_pretrained(folder)
 
 
 def _config() -> transformers.LlamaConfig:
@@ -53,7 +38,7 @@ def _config() -> transformers.LlamaConfig:
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def models(tmp_path_factory: pytest.TempPathFactory, byte_tokenizer) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("models")
     paths = {}
     for i in range(2):
@@ -61,7 +46,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         model = transformers.LlamaForCausalLM(_config())
         paths[f"m{i}"] = root / f"m{i}"
         model.save_pretrained(paths[f"m{i}"])
-        _tokenizer(paths[f"m{i}"])
+        byte_tokenizer(paths[f"m{i}"])
     return paths
 
 

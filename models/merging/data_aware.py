@@ -22,91 +22,26 @@ import hashlib
 import json
 import os
 import warnings
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
+from splice.models.merging.calibration import (
+    DEFAULT_SEQ_LEN,
+    DEFAULT_TOKENS,
+    Calibration,
+    load_causal_lm,
+    load_texts,
+    model_chunks,
+)
 from splice.models.merging.config import ConfigError, MergeConfig, parse_config
 from splice.models.merging.registry import MergeMethod, TensorInputs
 
 #: The methods that read statistics, and the kind of statistics each reads.
 KINDS = {"fisher": "fisher", "regmean": "regmean"}
-#: Default calibration budget (tokens per model).
-DEFAULT_TOKENS = 4096
-#: Default chunk length (clipped to the model's ``max_position_embeddings``).
-DEFAULT_SEQ_LEN = 512
 #: Bumped when the files' content changes (part of the cache key).
 FORMAT_VERSION = "1"
-TEXT_SUFFIXES = {".txt", ".md", ".rst", ".py", ".json", ".jsonl", ".yaml", ".yml", ".c", ".js"}
-
-
-@dataclass
-class Calibration:
-    """Where the statistics come from: texts, a token budget and the chunk length."""
-
-    texts: list[str]
-    tokens: int = DEFAULT_TOKENS
-    seq_len: int = DEFAULT_SEQ_LEN
-
-    def digest(self) -> str:
-        """A hash of the texts and budget (part of the cache key)."""
-        h = hashlib.sha256(f"{self.tokens}:{self.seq_len}:{len(self.texts)}".encode())
-        for text in self.texts:
-            h.update(hashlib.sha256(text.encode("utf-8", "replace")).digest())
-        return h.hexdigest()
-
-
-def load_texts(source: str | Path | Sequence[str]) -> list[str]:
-    """The calibration texts: a file, a folder (its text files, sorted, recursively) or a list
-    of strings (taken as the texts themselves)."""
-    if isinstance(source, str | Path):
-        path = Path(source).expanduser()
-        if path.is_file():
-            return [path.read_text(encoding="utf-8", errors="replace")]
-        if path.is_dir():
-            files = sorted(
-                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES
-            )
-            texts = [p.read_text(encoding="utf-8", errors="replace") for p in files]
-            if not texts:
-                raise ValueError(f"calibration: no text files in {path}")
-            return texts
-        raise ValueError(f"calibration: {source} is neither a file nor a folder")
-    texts = [str(t) for t in source]
-    if not texts:
-        raise ValueError("calibration: no texts")
-    return texts
-
-
-def calibration_chunks(tokenizer: Any, calib: Calibration, max_len: int | None) -> torch.Tensor:
-    """The token ids to run, ``(chunks, seq_len)``: the texts' tokens (each followed by EOS),
-    the first ``calib.tokens`` of them, cut into equal chunks (a short tail is dropped)."""
-    eos = getattr(tokenizer, "eos_token_id", None)
-    ids: list[int] = []
-    for text in calib.texts:
-        ids.extend(tokenizer(text, add_special_tokens=False)["input_ids"])
-        if eos is not None:
-            ids.append(int(eos))
-        if len(ids) >= calib.tokens:
-            break
-    ids = ids[: calib.tokens]
-    if len(ids) < 2:
-        raise ValueError("calibration: fewer than 2 tokens of text")
-    seq = min(calib.seq_len, max_len or calib.seq_len, len(ids))
-    usable = len(ids) // seq * seq
-    return torch.tensor(ids[:usable], dtype=torch.long).reshape(-1, seq)  # (chunks, seq)
-
-
-def _load(model_dir: Path, device: str) -> tuple[torch.nn.Module, Any]:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
-    model = AutoModelForCausalLM.from_pretrained(
-        model_dir, dtype=torch.float32, local_files_only=True
-    )
-    return model.to(device).eval(), tokenizer
 
 
 def fisher_statistics(model: torch.nn.Module, chunks: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -170,9 +105,8 @@ def collect_statistics(
     ``out_file``, save as safetensors) its ``kind`` statistics (``fisher`` or ``regmean``)."""
     if kind not in ("fisher", "regmean"):
         raise ValueError(f"statistics kind {kind!r}: expected fisher or regmean")
-    model, tokenizer = _load(Path(model_dir), device)
-    max_len = getattr(model.config, "max_position_embeddings", None)
-    chunks = calibration_chunks(tokenizer, calibration, max_len)
+    model, tokenizer = load_causal_lm(model_dir, device)
+    chunks = model_chunks(model, tokenizer, calibration)
     torch.manual_seed(0)
     if kind == "fisher":
         stats, count = fisher_statistics(model, chunks), int(chunks.numel())

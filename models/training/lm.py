@@ -1,6 +1,7 @@
 """The code language model: a small Llama-architecture causal LM trained here from scratch.
 
-:class:`LMConfig` is the architecture (a ``transformers.LlamaConfig`` with the vocabulary of
+:class:`LMConfig` is the architecture (a ``transformers.LlamaConfig``, or with ``experts`` a
+Mixtral-style mixture of experts, ``MixtralConfig``, with the vocabulary of
 :class:`~splice.models.serving.prompt.LMTokenizer`, padded to a multiple of 8), so the saved
 folder is a standard Hugging Face causal LM (``AutoModelForCausalLM.from_pretrained``) that
 PEFT, the KV-cache API and the merging engine take unchanged. :func:`train_lm` trains it on the
@@ -60,6 +61,12 @@ class LMConfig:
     tie_embeddings: bool = True
     #: The embedding rows are padded to a multiple of this (0: not padded).
     pad_vocab_to: int = 8
+    #: Experts per layer (0: a dense Llama; else a Mixtral-style MoE whose experts each have
+    #: ``intermediate`` hidden units), the experts each token is routed to, and the weight of
+    #: the router's load-balancing loss in training.
+    experts: int = 0
+    experts_per_token: int = 2
+    router_aux_loss: float = 0.01
 
     def __post_init__(self) -> None:
         if min(self.hidden, self.layers, self.heads, self.kv_heads, self.intermediate) <= 0:
@@ -68,14 +75,18 @@ class LMConfig:
             raise ValueError(f"hidden {self.hidden} is not a multiple of heads {self.heads}")
         if self.heads % self.kv_heads:
             raise ValueError(f"heads {self.heads} is not a multiple of kv_heads {self.kv_heads}")
+        if self.experts and not 0 < self.experts_per_token <= self.experts:
+            raise ValueError(
+                f"experts_per_token {self.experts_per_token} is not between 1 and {self.experts}"
+            )
 
-    def llama(self, vocab_size: int, end_id: int):
-        """The ``transformers.LlamaConfig`` for a vocabulary of ``vocab_size`` ids."""
-        from transformers import LlamaConfig
+    def transformers_config(self, vocab_size: int, end_id: int):
+        """The ``LlamaConfig`` (or ``MixtralConfig``) for a vocabulary of ``vocab_size`` ids."""
+        from transformers import LlamaConfig, MixtralConfig
 
         if self.pad_vocab_to:
             vocab_size = -(-vocab_size // self.pad_vocab_to) * self.pad_vocab_to
-        return LlamaConfig(
+        shared: dict[str, Any] = dict(
             vocab_size=vocab_size,
             hidden_size=self.hidden,
             intermediate_size=self.intermediate,
@@ -90,20 +101,29 @@ class LMConfig:
             # no padding row: the end token separates packed documents and must keep learning
             # from its lookups (an embedding's padding row gets no gradient from them)
             pad_token_id=None,
-            attention_bias=False,
-            mlp_bias=False,
         )
+        if self.experts:
+            return MixtralConfig(
+                **shared,
+                num_local_experts=self.experts,
+                num_experts_per_tok=self.experts_per_token,
+                output_router_logits=self.router_aux_loss > 0,
+                router_aux_loss_coef=self.router_aux_loss,
+            )
+        return LlamaConfig(**shared, attention_bias=False, mlp_bias=False)
 
 
 def build_model(config: LMConfig, tokenizer: str = DEFAULT_TOKENIZER, seed: int = 0):
-    """A freshly initialised ``LlamaForCausalLM`` for the LM tokenizer at ``tokenizer``."""
+    """A freshly initialised causal LM (Llama or Mixtral) for the LM tokenizer at ``tokenizer``."""
     import torch
     from splice.models.serving.prompt import LMTokenizer
-    from transformers import LlamaForCausalLM
+    from transformers import AutoModelForCausalLM
 
     tok = LMTokenizer.from_file(tokenizer)
     torch.manual_seed(seed)
-    return LlamaForCausalLM(config.llama(tok.vocab_size, tok.special.end))
+    return AutoModelForCausalLM.from_config(
+        config.transformers_config(tok.vocab_size, tok.special.end)
+    )
 
 
 def count_parameters(model) -> int:
@@ -352,7 +372,7 @@ def train_lm(
     shards (e.g. a synthetic task)."""
     import torch
     from splice.models.serving.prompt import LMTokenizer
-    from transformers import LlamaForCausalLM
+    from transformers import AutoModelForCausalLM
 
     dist, device = _distributed(options.device)
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist else (0, 1)
@@ -362,10 +382,10 @@ def train_lm(
     ckpt = out / CHECKPOINT
     tok = LMTokenizer.from_file(options.tokenizer)
     if options.resume and (ckpt / "config.json").exists():
-        model = LlamaForCausalLM.from_pretrained(ckpt, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(ckpt, dtype=torch.float32)
         state = json.loads((ckpt / "state.json").read_text())
     elif options.init_from:
-        model = LlamaForCausalLM.from_pretrained(options.init_from, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(options.init_from, dtype=torch.float32)
         state = {}
     else:
         model = build_model(options.model, options.tokenizer, options.seed)

@@ -32,6 +32,8 @@ LAZY_COMMANDS: dict[str, str] = {
     "lsp": "splice.cli.lsp:lsp_command",
     "merge-weights": "splice.cli.merge:merge_weights_command",
     "merge-adapters": "splice.cli.merge:merge_adapters_command",
+    "merge-experts": "splice.cli.merge:merge_experts_command",
+    "merge-layers": "splice.cli.merge:merge_layers_command",
     "ci": "splice.cli.ci:ci_command",
     "mine": "splice.cli.mine:mine_command",
 }

@@ -1,4 +1,5 @@
-"""``splice merge-weights`` and ``splice merge-adapters``: the model-merging engine's commands.
+"""``splice merge-weights``, ``merge-adapters``, ``merge-experts`` and ``merge-layers``: the
+model-merging engine's commands.
 
 Both import torch (through :mod:`splice.models.merging`) only when they run. Bad input (a
 configuration, a model, an output folder) gets one ``Error:`` line on stderr and exit 1; the
@@ -146,3 +147,58 @@ def merge_adapters_command(
             f"{report.max_error:.3g}, mean {report.mean_error:.3g}"
         )
     click.echo(f"{line} ({report.seconds:.1f}s)")
+
+
+def _reduction_options(command: Callable) -> Callable:
+    """The options ``merge-experts`` and ``merge-layers`` share."""
+    for option in reversed(
+        [
+            click.argument("config", type=click.Path(dir_okay=False, exists=True)),
+            click.argument("out_dir", type=click.Path(file_okay=False)),
+            click.option("--shard-size", default="2GB", show_default=True),
+            click.option("--device", type=_DEVICES, default="cpu", show_default=True),
+            click.option("--force", is_flag=True, help=_FORCE_HELP),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
+@click.command("merge-experts")
+@_reduction_options
+def merge_experts_command(
+    config: str, out_dir: str, shard_size: str, device: str, force: bool
+) -> None:
+    """Merge a mixture-of-experts model's experts as CONFIG says (method mc_smoe, hc_smoe, prune
+    or average; num_experts per layer; calibration text); write the smaller model to OUT_DIR."""
+    from splice.models.merging.experts import merge_experts
+
+    report = _run(
+        lambda: merge_experts(config, out_dir, force=force, device=device, shard_size=shard_size)
+    )
+    stored = report.compressed_expert_parameters
+    compressed = f"; low-rank + sparse form {stored:,} expert numbers" if stored else ""
+    click.echo(
+        f"{report.method}: {report.experts_before} -> {report.experts_after} experts per layer, "
+        f"{report.parameters_before:,} -> {report.parameters_after:,} parameters{compressed}; "
+        f"wrote {report.out_dir} in {report.seconds:.1f}s"
+    )
+
+
+@click.command("merge-layers")
+@_reduction_options
+def merge_layers_command(
+    config: str, out_dir: str, shard_size: str, device: str, force: bool
+) -> None:
+    """Merge or drop a model's layers as CONFIG says (method mka, shortgpt, laco or average;
+    num_layers to keep; calibration text); write the smaller model to OUT_DIR."""
+    from splice.models.merging.layers import merge_layers
+
+    report = _run(
+        lambda: merge_layers(config, out_dir, force=force, device=device, shard_size=shard_size)
+    )
+    click.echo(
+        f"{report.method}: {report.layers_before} -> {report.layers_after} layers, "
+        f"{report.parameters_before:,} -> {report.parameters_after:,} parameters; "
+        f"wrote {report.out_dir} in {report.seconds:.1f}s"
+    )

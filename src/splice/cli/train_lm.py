@@ -75,7 +75,9 @@ def _fail(message: str) -> NoReturn:
 @click.option("--layers", type=int)
 @click.option("--heads", type=int)
 @click.option("--kv-heads", type=int)
-@click.option("--intermediate", type=int)
+@click.option("--intermediate", type=int, help="MLP width (per expert in a MoE).")
+@click.option("--experts", type=int, help="Experts per layer: a Mixtral-style MoE (0: dense).")
+@click.option("--experts-per-token", type=int, help="Experts each token is routed to.")
 @click.option("--init", "init_from", type=click.Path(file_okay=False), help="Start from a model.")
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.")
 @click.option("--save-dtype", type=click.Choice(["float32", "bfloat16"]))
@@ -92,11 +94,8 @@ def train_lm_command(out_dir: str, recipe: str, **given: object) -> None:
     steps = settings.pop("steps", None)
     if steps:
         settings["tokens"] = 0
-    arch = {
-        k: settings.pop(k) for k in ("hidden", "layers", "heads", "intermediate") if k in settings
-    }
-    if "kv_heads" in settings:
-        arch["kv_heads"] = settings.pop("kv_heads")
+    arch_keys = ("hidden", "layers", "heads", "kv_heads", "intermediate", "experts")
+    arch = {k: settings.pop(k) for k in (*arch_keys, "experts_per_token") if k in settings}
     data, tokenizer = settings.pop("data"), settings.pop("tokenizer")
     try:
         options = LMTrainOptions(

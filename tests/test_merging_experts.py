@@ -48,7 +48,7 @@ def _mixtral(experts: int = 8) -> transformers.MixtralConfig:
         vocab_size=257, hidden_size=32, intermediate_size=24, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
         num_local_experts=experts, num_experts_per_tok=2, eos_token_id=256, bos_token_id=None,
-        pad_token_id=None, tie_word_embeddings=False,
+        pad_token_id=None, tie_word_embeddings=False, output_router_logits=True,
     )  # fmt: skip
 
 

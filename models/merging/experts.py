@@ -31,6 +31,7 @@ from typing import Any
 import torch
 from splice.models.merging.moe import (
     ExpertWeights,
+    check_expert_count,
     find_moe_blocks,
     read_experts,
     set_expert_count,
@@ -288,7 +289,7 @@ def reduce_experts(
     before = blocks[0].count
     if not 0 < target < before:
         raise ValueError(f"num_experts {target} must be between 1 and {before - 1}")
-    set_expert_count(model.config, target)  # refuses fewer than the experts per token
+    check_expert_count(model.config, target)  # refuses fewer than the experts per token
     total_before = sum(p.numel() for p in model.parameters())
     compression = method.compression()
     stats = collect_routing(model, blocks, chunks)
@@ -318,6 +319,7 @@ def reduce_experts(
                 "frequency": [round(float(f), 6) for f in block_stats.frequency],
             }
         )
+    set_expert_count(model, target)
     return ExpertReport(
         method=method.name,
         experts_before=before,

@@ -175,14 +175,27 @@ def write_experts(block: MoEBlock, weights: ExpertWeights, router_rows: torch.Te
         _set_counts(module, count)
 
 
-def set_expert_count(config, count: int) -> None:
-    """Set the config's experts per layer to ``count`` (ValueError if a token's experts would
-    no longer fit)."""
+def check_expert_count(config, count: int) -> list[str]:
+    """The config keys holding the experts per layer; ValueError when there is none or when a
+    token's experts would no longer fit in ``count``."""
     keys = [k for k in COUNT_KEYS if isinstance(getattr(config, k, None), int)]
     if not keys:
         raise ValueError("the model's config has no expert count (num_local_experts, num_experts)")
     per_token = getattr(config, "num_experts_per_tok", 1)
     if count < per_token:
         raise ValueError(f"num_experts {count} is fewer than the experts per token ({per_token})")
+    return keys
+
+
+def set_expert_count(model: nn.Module, count: int) -> None:
+    """Set the model's experts per layer to ``count``: its config, and every module attribute
+    that copied the old count (e.g. the load-balancing loss's)."""
+    config = model.config
+    keys = check_expert_count(config, count)
+    before = getattr(config, keys[0])
     for key in keys:
         setattr(config, key, count)
+    for module in model.modules():
+        for attr in COUNT_KEYS:
+            if getattr(module, attr, None) == before:
+                setattr(module, attr, count)

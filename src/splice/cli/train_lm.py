@@ -67,6 +67,7 @@ def _fail(message: str) -> NoReturn:
 @click.option("--checkpoint-minutes", type=float)
 @click.option("--resolution-share", type=float, help="Share of resolution-task sequences.")
 @click.option("--fim-rate", type=float)
+@click.option("--langs", help="Only these languages, comma-separated (e.g. a fine-tune).")
 @click.option("--seed", type=int)
 @click.option("--threads", type=int)
 @click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]))
@@ -97,6 +98,8 @@ def train_lm_command(out_dir: str, recipe: str, **given: object) -> None:
     arch_keys = ("hidden", "layers", "heads", "kv_heads", "intermediate", "experts")
     arch = {k: settings.pop(k) for k in (*arch_keys, "experts_per_token") if k in settings}
     data, tokenizer = settings.pop("data"), settings.pop("tokenizer")
+    if "langs" in settings:
+        settings["langs"] = tuple(x.strip() for x in str(settings["langs"]).split(",") if x.strip())
     try:
         options = LMTrainOptions(
             out_dir=out_dir,

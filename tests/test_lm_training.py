@@ -139,6 +139,28 @@ def test_learns_a_synthetic_infilling_rule(tmp_path: Path, tok: LMTokenizer) -> 
     assert {"train_loss", "tokens", "seconds"} <= set(json.loads(lines[1]))
 
 
+def test_a_mixture_of_experts_lm_trains_and_reloads(tmp_path: Path, tok: LMTokenizer) -> None:
+    moe = LMConfig(hidden=64, layers=2, heads=4, kv_heads=2, intermediate=64, experts=4,
+                   experts_per_token=2, max_positions=256)  # fmt: skip
+    model = build_model(moe, TOKENIZER)
+    assert type(model).__name__ == "MixtralForCausalLM"
+    assert model.config.num_local_experts == 4 and model.config.output_router_logits
+    with pytest.raises(ValueError, match="experts_per_token 5"):
+        LMConfig(experts=4, experts_per_token=5)
+    seq_len = 64
+    val = [s for s, _ in zip(_synthetic(tok, 99, seq_len), range(16), strict=False)]
+    options = LMTrainOptions(
+        out_dir=str(tmp_path / "moe"), tokenizer=TOKENIZER, model=moe, steps=40, batch_size=16,
+        seq_len=seq_len, lr=4e-3, warmup=5, eval_every=40, log_every=10, threads=1,
+    )  # fmt: skip
+    report = train_lm(options, train_data=_synthetic(tok, 0, seq_len), val_data=val)
+    evals = [h for h in report.history if "val_loss" in h]
+    assert evals[-1]["val_loss"] < 0.6 * evals[0]["val_loss"]
+    loaded = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "moe").eval()
+    assert type(loaded).__name__ == "MixtralForCausalLM"
+    assert loaded.config.num_experts_per_tok == 2
+
+
 def test_fim_pieces_put_back_together(tok: LMTokenizer) -> None:
     s = tok.special
     piece = "def f(x):\n    return x + 1\n\nprint(f(2))\n"

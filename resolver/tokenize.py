@@ -147,11 +147,45 @@ _STRING_NODES = frozenset(
         "regex",
         "regex_pattern",
         "heredoc_body",
+        # the grammars of the languages added after the first six
+        "char_literal",  # rust, c, cpp
+        "system_lib_string",  # c, cpp: <stdio.h>
+        "multiline_string_literal",  # kotlin
+        "interpolated_string",  # scala
+        "line_string_literal",  # swift
+        "multi_line_string_literal",
+        "encapsed_string",  # php
+        "nowdoc_body",
+        "raw_string",  # bash
+        "ansi_c_string",
+        "delimited_symbol",  # ruby
+        "string_array",
+        "double_quote_scalar",  # yaml
+        "single_quote_scalar",
+        "block_scalar",
+        "string_value",  # css
+        "quoted_attribute_value",  # html
+        "text",
+        "AttValue",  # xml
+        "CharData",
+        "CData",
     }
 )
+#: String nodes that some grammars leave as one leaf, quotes included (Scala's ``string``,
+#: Bash's ``raw_string``): their quotes become tokens of their own.
+_LITERAL_LEAVES = frozenset({"string", "raw_string", "single_quote_scalar"})
 #: Code inside a string (interpolations), tokenized as code again.
 _CODE_IN_STRING = frozenset(
-    {"interpolation", "template_substitution", "string_interpolation", "format_specifier"}
+    {
+        "interpolation",
+        "template_substitution",
+        "string_interpolation",
+        "format_specifier",
+        "interpolated_expression",  # swift
+        "expansion",  # bash
+        "simple_expansion",
+        "command_substitution",
+    }
 )
 #: Named leaves that are keywords although their text looks like an identifier.
 _KEYWORD_LEAVES = frozenset(
@@ -173,6 +207,28 @@ _KEYWORD_LEAVES = frozenset(
         "void_type",
         "null_literal",
         "boolean_literal",
+        "primitive_type",  # rust, c, cpp
+        "boolean",  # toml
+        "boolean_scalar",  # yaml
+        "null_scalar",
+        "php_tag",
+    }
+)
+#: Named leaves that are names although their text may not look like an identifier
+#: (``runs-on``, ``font-family``, ``:sym``).
+_NAME_LEAVES = frozenset(
+    {
+        "string_scalar",  # yaml
+        "bare_key",  # toml
+        "property_name",  # css
+        "plain_value",
+        "feature_name",
+        "tag_name",  # css, html
+        "attribute_name",
+        "Name",  # xml
+        "word",  # bash
+        "simple_symbol",  # ruby
+        "hash_key_symbol",
     }
 )
 _IDENT_RE = re.compile(r"(?:[^\W\d]|\$)[\w$]*\Z")
@@ -180,7 +236,11 @@ _NUMBER_RE = re.compile(r"\.?\d")
 _DIRECTIVE_RE = re.compile(r"#\w+\Z")
 _HAS_SPACE = re.compile(r"\s")
 
-_CODE, _STRING_CTX = 0, 1
+#: Contexts: code; inside a string; a string's tail (its closing quote split off); a comment.
+_CODE, _STRING_CTX, _STRING_END, _COMMENT_CTX = 0, 1, 2, 3
+#: A string's quotes where the grammar left them without a leaf of their own (Scala).
+_OPEN_QUOTE = re.compile(r"\"\"\"|'''|[\"'`]")
+_CLOSE_QUOTE = re.compile(r"(?:\"\"\"|'''|[\"'`])\Z")
 _local = threading.local()
 
 
@@ -192,11 +252,30 @@ def _parser(lang: str) -> Parser:
     return found
 
 
+def _is_comment(node: Node) -> bool:
+    """A named comment node (``comment``, ``line_comment``, XML's ``Comment``...)."""
+    return node.is_named and "comment" in node.type.lower()
+
+
+def _string_text(text: str, ctx: int, out: list[Token]) -> None:
+    """Text inside a string; at its tail (``_STRING_END``) the closing quote is a token apart."""
+    close = _CLOSE_QUOTE.search(text) if ctx == _STRING_END else None
+    if close is None or close.start() == 0:
+        _split_ws(text, "string", out)
+        return
+    _split_ws(text[: close.start()], "string", out)
+    out.append(Token(close.group(), "string"))
+
+
 def _leaf(node: Node, text: str, ctx: int, out: list[Token]) -> None:
     kind_name = node.type
-    if ctx == _STRING_CTX:
-        _split_ws(text, "string", out)
-    elif "comment" in kind_name:
+    if ctx in (_STRING_CTX, _STRING_END):
+        literal = kind_name in _LITERAL_LEAVES and node.is_named and text.startswith(_QUOTES)
+        if literal and _HAS_SPACE.search(text):
+            _string_tokens(text, out)  # a whole literal in one leaf: its quotes apart
+        else:
+            _split_ws(text, "string", out)
+    elif ctx == _COMMENT_CTX or "comment" in kind_name or _is_comment(node):
         _split_ws(text, "comment", out)
     else:
         named = node.is_named
@@ -205,6 +284,10 @@ def _leaf(node: Node, text: str, ctx: int, out: list[Token]) -> None:
         elif _IDENT_RE.match(text):
             kind: Kind = "keyword" if not named or kind_name in _KEYWORD_LEAVES else "identifier"
             out.append(Token(text, kind))
+        elif named and kind_name in _NAME_LEAVES:
+            out.append(Token(text, "identifier"))
+        elif named and kind_name in _KEYWORD_LEAVES:
+            out.append(Token(text, "keyword"))
         elif _NUMBER_RE.match(text):
             out.append(Token(text, "number"))
         elif not named and _DIRECTIVE_RE.match(text):
@@ -249,11 +332,23 @@ def _lex_tree(text: str, lang: str) -> list[Token]:
         nonlocal pos
         if upto > pos:
             gap = text[pos:upto]
-            if ctx == _STRING_CTX:
-                _split_ws(gap, "string", out)
+            if ctx in (_STRING_CTX, _STRING_END):
+                _string_text(gap, ctx, out)
+            elif ctx == _COMMENT_CTX:
+                _split_ws(gap, "comment", out)
             else:
                 lex_generic(gap, lang, out)
             pos = upto
+
+    def open_quote(node: Node, start: int) -> None:
+        """A string whose opening quote is no leaf of its own: the quote as a token apart."""
+        nonlocal pos
+        first = node.children[0].start_byte
+        first = first if offsets is None else offsets.char(first)
+        quote = _OPEN_QUOTE.match(text, start, first) if pos == start else None
+        if quote is not None:
+            out.append(Token(quote.group(), "string"))
+            pos = quote.end()
 
     # An explicit stack: nodes with their context, and end markers that flush a node's tail.
     stack: list[tuple[Node | None, int, int]] = [(tree.root_node, _CODE, 0)]
@@ -272,15 +367,22 @@ def _lex_tree(text: str, lang: str) -> list[Token]:
         if node.is_error:
             flush(stop, _CODE)
             continue
-        if kind_name in _STRING_NODES and node.is_named:
-            ctx = _STRING_CTX
+        end_ctx = ctx
+        if ctx == _COMMENT_CTX:
+            pass  # everything inside a comment is comment
+        elif kind_name in _STRING_NODES and node.is_named:
+            if node.child_count:
+                open_quote(node, start)
+            ctx, end_ctx = _STRING_CTX, _STRING_END
         elif kind_name in _CODE_IN_STRING:
-            ctx = _CODE
+            ctx = end_ctx = _CODE
+        elif _is_comment(node):
+            ctx = end_ctx = _COMMENT_CTX
         if node.child_count == 0:
             _leaf(node, text[pos:stop], ctx, out)
             pos = stop
             continue
-        stack.append((None, ctx, stop))
+        stack.append((None, end_ctx, stop))
         stack.extend((child, ctx, 0) for child in reversed(node.children))
     flush(len(text), _CODE)
     return out

@@ -404,6 +404,7 @@ def test_configuration_refusals(llama: Path, tmp_path: Path) -> None:
 
 def test_the_command(llama: Path, tmp_path: Path) -> None:
     from click.testing import CliRunner
+
     from splice.cli import main
 
     config = _yaml(tmp_path, llama, "average")

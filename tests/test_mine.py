@@ -259,3 +259,14 @@ def test_ray_is_not_imported_without_ray(history: Path, tmp_path: Path) -> None:
 def test_not_a_repository(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["mine", str(tmp_path / "nowhere")])
     assert result.exit_code == 2 and "no such repository" in result.output
+
+
+def test_a_folder_git_cannot_read_is_one_line(tmp_path: Path) -> None:
+    """A bare-looking folder without a git config (e.g. a copied mirror's object store)."""
+    folder = tmp_path / "repo"
+    (folder / "objects").mkdir(parents=True)
+    (folder / "refs").mkdir()
+    (folder / "HEAD").write_text("ref: refs/heads/main\n")
+    result = CliRunner().invoke(main, ["mine", str(folder), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2 and "not a git repository" in result.output
+    assert "Traceback" not in result.output

@@ -130,8 +130,9 @@ def test_fragments_with_errors_stay_lossless() -> None:
 
 def test_generic_lexer_strings_and_comments() -> None:
     assert tokenize('"""a b"""', None) == ['"""', "a", " ", "b", '"""']
-    assert tokenize("# x y", "ruby") == ["#", " ", "x", " ", "y"]
-    assert tokenize("#include <a.h>", "c") == ["#", "include", " ", "<", "a", ".", "h", ">"]
+    assert tokenize("# x y", "fortran") == ["#", " ", "x", " ", "y"]
+    assert tokenize("#include <a.h>", "fortran") == ["#", "include", " ", "<", "a", ".", "h", ">"]
+    assert tokenize("#include <a.h>", "c") == ["#include", " ", "<a.h>"]  # C's grammar
     kinds = [t.kind for t in lex_generic("/* a */", None)]
     assert kinds == ["comment", "whitespace", "comment", "whitespace", "comment"]
 

@@ -19,6 +19,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "resolve": "splice.cli.resolve:resolve_command",
     "install": "splice.cli.install:install_command",
     "uninstall": "splice.cli.install:uninstall_command",
+    "languages": "splice.cli.languages:languages_command",
     "doctor": "splice.cli.doctor:doctor_command",
     "eval": "splice.cli.eval:eval_command",
     "demo": "splice.cli.demo:demo_command",

@@ -192,23 +192,14 @@ def venv_warning(command: list[str]) -> str | None:
 
 
 def extensions_for(languages: str | None) -> list[str]:
-    """File extensions (".py") for a comma-separated list of language names or extensions."""
-    from splice.resolver.languages import EXTENSIONS, GRAMMAR_LANGUAGES
+    """File extensions (".py") for a comma-separated list of language names or extensions
+    (``all``: every language Splice knows; none: the languages its models are trained on)."""
+    from splice.resolver.languages import UnknownLanguage, select_extensions
 
-    if not languages:
-        wanted = list(GRAMMAR_LANGUAGES)
-    else:
-        wanted = [w.strip().lower().lstrip(".") for w in languages.split(",") if w.strip()]
-    out: list[str] = []
-    for word in wanted:
-        exts = [ext for ext, lang in EXTENSIONS.items() if lang == word]
-        if not exts and f".{word}" in EXTENSIONS:
-            exts = [f".{word}"]
-        if not exts:
-            known = ", ".join(sorted(set(EXTENSIONS.values())))
-            raise InstallError(f"unknown language or extension {word!r} (known: {known})")
-        out += [e for e in exts if e not in out]
-    return out
+    try:
+        return select_extensions(languages)
+    except UnknownLanguage as exc:
+        raise InstallError(str(exc)) from exc
 
 
 def attributes_block(extensions: list[str]) -> list[str]:
@@ -392,7 +383,11 @@ def uninstall(*, global_: bool = False) -> int:
 
 @click.command("install")
 @click.option("--global", "global_", is_flag=True, help="Install for the user, not the repo.")
-@click.option("--languages", help="Comma-separated languages or extensions (e.g. py,java).")
+@click.option(
+    "--languages",
+    help="Comma-separated languages or extensions (e.g. py,java,rust), or 'all' "
+    "[default: the languages the models are trained on; `splice languages` lists them all].",
+)
 @click.option("--hooks", is_flag=True, help="Also install the pre-commit and post-merge hooks.")
 def install_command(global_: bool, languages: str | None, hooks: bool) -> None:
     """Register the merge driver and mergetool, and route the languages' files to it."""

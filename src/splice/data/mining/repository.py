@@ -149,7 +149,8 @@ def mine_repository(
     path = local_repository(source, opts.clone_dir)
     try:
         repo = git.Repo(path)
-    except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
+        repo.git.rev_parse("--git-dir")  # GitPython may accept what git itself cannot read
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError, git.GitCommandError) as exc:
         raise MineError(f"{source}: not a git repository") from exc
     name = opts.name or (name_from_url(source) if _is_url(source) else None)
     name = name or repo_name(repo, path)

@@ -14,7 +14,8 @@ Two ways in, one merge:
   markers have none; the file's three versions from the index when there, else from the
   markers), and the text outside the resolved conflicts is kept byte for byte.
 
-Both then ask the resolver once for the file's hunks and decide each with the one rule of
+Both then ask the resolver once for the file's hunks, add the structured merge's answer to each
+(:mod:`splice.resolver.structured_stage`), and decide each with the one rule of
 :mod:`splice.resolver.decision`.
 """
 
@@ -71,6 +72,8 @@ class HunkReport:
     kept: Kept | None = None
     #: Why no answer was applied (e.g. "adds a parse error").
     rejected: str | None = None
+    #: What the structured stage did: its answer's explanation, or why it abstained.
+    structured: str | None = None
 
     @property
     def applied(self) -> tuple[str, ...] | None:
@@ -227,9 +230,12 @@ def decide(
 
         return parses
 
+    from splice.resolver.structured_stage import with_structured
+
     asked = [r for r in reports if r.base_known]
     answers = resolve_all(resolver, [r.hunk for r in asked]) if asked else []
     for report, resolution in zip(asked, answers, strict=True):
+        resolution, report.structured = with_structured(report.hunk, resolution)
         report.resolution = resolution
         verdict: Verdict = decide_hunk(report.hunk, resolution, rule, parses_for(report))
         report.answer, report.kept = verdict.applied, verdict.kept

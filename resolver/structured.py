@@ -922,27 +922,28 @@ def _language(hunk: Hunk) -> str | None:
     return lang if lang in TABLE and has_grammar(lang) else None
 
 
-def structured_merge(
+def attempt(
     hunk: Hunk, *, max_bytes: int = 200_000, max_seconds: float = 0.5
-) -> StructuredMerge | None:
-    """The hunk merged on the syntax tree (module doc), or None to abstain."""
-    lang = _language(hunk)
-    if lang is None:
-        return None
-    deadline = time.monotonic() + max_seconds
-    try:
-        return _run(hunk, lang, max_bytes, deadline)
-    except _Abstain:
-        return None
-
-
-def why_not(hunk: Hunk, *, max_bytes: int = 200_000, max_seconds: float = 0.5) -> str | None:
-    """Why :func:`structured_merge` abstains on ``hunk`` (None when it answers)."""
+) -> StructuredMerge | str:
+    """The hunk merged on the syntax tree (module doc), or why the merge abstains, in words."""
     lang = _language(hunk)
     if lang is None:
         return "unsupported language"
     try:
-        _run(hunk, lang, max_bytes, time.monotonic() + max_seconds)
+        return _run(hunk, lang, max_bytes, time.monotonic() + max_seconds)
     except _Abstain as exc:
         return str(exc) or "abstained"
-    return None
+
+
+def structured_merge(
+    hunk: Hunk, *, max_bytes: int = 200_000, max_seconds: float = 0.5
+) -> StructuredMerge | None:
+    """The hunk merged on the syntax tree (module doc), or None to abstain."""
+    found = attempt(hunk, max_bytes=max_bytes, max_seconds=max_seconds)
+    return None if isinstance(found, str) else found
+
+
+def why_not(hunk: Hunk, *, max_bytes: int = 200_000, max_seconds: float = 0.5) -> str | None:
+    """Why :func:`structured_merge` abstains on ``hunk`` (None when it answers)."""
+    found = attempt(hunk, max_bytes=max_bytes, max_seconds=max_seconds)
+    return found if isinstance(found, str) else None

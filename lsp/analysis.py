@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from lsprotocol import types
 from splice.lsp.positions import LineIndex
 from splice.resolver.resolvers import WRITTEN, WRITTEN_SOURCE, Resolver
+from splice.resolver.structured_stage import STRUCTURED, STRUCTURED_SOURCE
 
 if TYPE_CHECKING:
     from splice.lsp.engine import Engine
@@ -157,7 +158,8 @@ def candidates(
         if lines in seen:
             continue
         seen.add(lines)
-        name = WRITTEN if s.source == WRITTEN_SOURCE else pattern_name(conflict, lines)
+        names = {WRITTEN_SOURCE: WRITTEN, STRUCTURED_SOURCE: STRUCTURED}
+        name = names.get(s.source) or pattern_name(conflict, lines)
         kept = classify(conflict, lines, lang).describe() if conflict.base else ""
         out.append(Candidate(name, lines, float(s.confidence), s.explanation, kept))
         if len(out) == TOP_K:

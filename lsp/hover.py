@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from lsprotocol import types
 from splice.lsp.analysis import Analysis, ConflictView
+from splice.resolver.structured_stage import STRUCTURED
 
 #: Token edits listed per side, and token conflicts listed, at most.
 MAX_EDITS = 8
@@ -104,6 +105,8 @@ def markdown(analysis: Analysis, view: ConflictView, pending: bool = False) -> s
     style = view.marked.style
     head = f"### Splice: conflict {view.index + 1} of {n} ({style} markers)"
     body = [head, "", *token_view(view, analysis.lang), "", *candidate_table(view, pending)]
+    structured = [c.explanation for c in view.candidates if c.name == STRUCTURED]
+    body += [f"Merged structurally: {why}" for why in structured]
     body += ["", f"Confidence threshold: {view.threshold:.2f}"]
     return "\n".join(body)
 

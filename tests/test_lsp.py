@@ -631,3 +631,38 @@ async def test_neural_model_from_model_path(client: LanguageClient) -> None:
     titles = [a.title for a in await doc.actions(diags[0].range.start.line)]
     suggestions = [t for t in titles if t.startswith("Apply suggestion: ")]
     assert len(suggestions) == 3  # the model's top 3
+
+
+IMPORTS = (
+    "<<<<<<< ours\n"
+    "import json\n"
+    "||||||| base\n"
+    "=======\n"
+    "import abc\n"
+    ">>>>>>> theirs\n"
+    "import os\n"
+    "import sys\n"
+    "\n"
+    "\n"
+    "def main():\n"
+    "    return 0\n"
+)
+
+
+@pytest.mark.asyncio
+async def test_merge_structurally_action_and_hover(client: LanguageClient) -> None:
+    """The structured stage's answer is an action of its own, explained in the hover."""
+    doc = Doc(client, "structured/app.py", IMPORTS)
+    diags = await doc.open()
+    assert len(diags) == 1
+    line = diags[0].range.start.line + 1
+    titles = [a.title for a in await doc.actions(line)]
+    assert any(t.startswith("Apply suggestion: merged structurally") for t in titles)
+    hover = await _wait(
+        client.text_document_hover_async(
+            types.HoverParams(types.TextDocumentIdentifier(doc.uri), types.Position(line, 0))
+        )
+    )
+    text = hover.contents.value
+    assert "| merged structurally" in text
+    assert "Merged structurally: kept both: merged as members of" in text

@@ -146,3 +146,21 @@ def test_through_git_and_splice_resolve(git_repo: GitRepo, calibrated: Path) -> 
     )
     assert "merged as members of" in proc.stdout, proc.stdout + proc.stderr
     assert git_repo.read("app.py").decode() == MERGED
+
+
+def test_explain_says_why_the_stage_abstained(tmp_path: Path, git_env: Path) -> None:
+    import subprocess
+
+    marked = tmp_path / "app.py"
+    marked.write_text(
+        "<<<<<<< ours\nfrom x import a\n||||||| base\n=======\nfrom x import b\n>>>>>>> theirs\n"
+        + BASE
+    )
+    proc = subprocess.run(
+        ["splice", "resolve", "--resolver", "token-merge", "--explain", str(marked)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert "structured merge abstained: " in proc.stdout, proc.stdout + proc.stderr
+    assert "<<<<<<<" in marked.read_text()

@@ -50,6 +50,8 @@ class ConflictReport:
     applied: bool
     reason: str
     suggestions: tuple[Suggestion, ...] = ()
+    #: What the structured merge did (its explanation, or why it abstained).
+    structured: str | None = None
 
 
 @dataclass
@@ -109,7 +111,9 @@ def resolve_text(
         else:
             why = report.outcome
         suggestions = tuple(report.resolution.suggestions) if report.resolution else ()
-        reports.append(ConflictReport(line, answer is not None, why, suggestions))
+        reports.append(
+            ConflictReport(line, answer is not None, why, suggestions, report.structured)
+        )
     return FileOutcome(outcome.text, len(outcome.hunks), outcome.resolved, reports)
 
 
@@ -123,6 +127,8 @@ def explain(path: str, outcome: FileOutcome, top_k: int = 3) -> str:
             head = s.lines[0].rstrip("\r\n") if s.lines else "(empty)"
             more = f" (+{len(s.lines) - 1} lines)" if len(s.lines) > 1 else ""
             lines.append(f"  {k}. {s.confidence:.2f} {s.explanation}: {head!r}{more}")
+        if r.structured is not None and r.structured.startswith("abstained"):
+            lines.append(f"  structured merge {r.structured}")
     return "\n".join(lines)
 
 

@@ -23,6 +23,7 @@ import json
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -152,7 +153,7 @@ def run_layers(args: argparse.Namespace) -> list[dict[str, Any]]:
             rows.append({
                 "method": name, "layers": layers - remove, "removed": remove, "bpb": bpb,
                 "increase": bpb / base - 1, "parameters": parameters(reduced),
-                "steps": steps, "seconds": time.monotonic() - started,
+                "steps": [asdict(s) for s in steps], "seconds": time.monotonic() - started,
             })  # fmt: skip
             print(f"-{remove} layers, {name}: {bpb:.4f} (+{bpb / base - 1:.1%})", flush=True)
     return rows

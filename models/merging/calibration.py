@@ -119,3 +119,12 @@ def model_chunks(model: torch.nn.Module, tokenizer: Any, calib: Calibration) -> 
     """:func:`calibration_chunks` clipped to the model's context length."""
     max_len = getattr(model.config, "max_position_embeddings", None)
     return calibration_chunks(tokenizer, calib, max_len)
+
+
+def run_chunks(model: torch.nn.Module, chunks: torch.Tensor) -> None:
+    """Run ``model`` over each chunk (one sequence at a time, no gradients): for hooks that
+    collect statistics."""
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        for row in chunks:
+            model(input_ids=row.unsqueeze(0).to(device))

@@ -34,6 +34,7 @@ from splice.models.merging.calibration import (
     load_causal_lm,
     load_texts,
     model_chunks,
+    run_chunks,
 )
 from splice.models.merging.config import ConfigError, MergeConfig, parse_config
 from splice.models.merging.registry import MergeMethod, TensorInputs
@@ -84,9 +85,7 @@ def gram_statistics(
                 module.register_forward_pre_hook(hook_for(f"{name}.weight", module.in_features))
             )
     try:
-        with torch.no_grad():
-            for row in chunks:
-                model(input_ids=row.unsqueeze(0).to(device))
+        run_chunks(model, chunks)
     finally:
         for h in hooks:
             h.remove()

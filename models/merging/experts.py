@@ -344,15 +344,12 @@ def merge_experts(
     shard_size: str = "2GB",
 ) -> ExpertReport:
     """Run an experts configuration (:mod:`~splice.models.merging.reduction`) into ``out_dir``."""
-    from splice.models.merging.calibration import load_causal_lm, model_chunks
-    from splice.models.merging.reduction import parse_reduction, write_reduced
+    from splice.models.merging.reduction import load_for, parse_reduction, write_reduced
 
     started = time.monotonic()
     cfg = parse_reduction(config, "num_experts", EXPERT_METHODS)
     method = EXPERT_METHODS.get(cfg.method, **cfg.parameters)
-    model, tokenizer = load_causal_lm(cfg.model, device)
-    assert cfg.calibration is not None  # every expert method needs it
-    chunks = model_chunks(model, tokenizer, cfg.calibration)
+    model, chunks = load_for(cfg, True, device)
     report = reduce_experts(model, chunks, method, cfg.target)
     report.seconds = time.monotonic() - started
     report.out_dir = str(Path(out_dir).resolve())

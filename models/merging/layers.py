@@ -608,17 +608,12 @@ def merge_layers(
     shard_size: str = "2GB",
 ) -> LayerReport:
     """Run a layers configuration (:mod:`~splice.models.merging.reduction`) into ``out_dir``."""
-    from splice.models.merging.calibration import load_causal_lm, model_chunks
-    from splice.models.merging.reduction import write_reduced
+    from splice.models.merging.reduction import load_for, write_reduced
 
     started = time.monotonic()
     cfg = config if isinstance(config, ReductionConfig) else parse_layers(config)
     method = LAYER_METHODS.get(cfg.method, **cfg.parameters)
-    model, tokenizer = load_causal_lm(cfg.model, device)
-    chunks = None
-    if method.needs_calibration:
-        assert cfg.calibration is not None  # parse_reduction refuses it missing
-        chunks = model_chunks(model, tokenizer, cfg.calibration)
+    model, chunks = load_for(cfg, method.needs_calibration, device)
     before = len(decoder_layers(model))
     parameters_before = sum(p.numel() for p in model.parameters())
     model, steps = reduce_layers(model, chunks, method, cfg.target)

@@ -192,3 +192,16 @@ def write_reduced(
                 save_file({k: v.contiguous() for k, v in tensors.items()}, str(stage / name))
         (stage / REPORT).write_text(json.dumps(dict(report), indent=2) + "\n")
     return Path(out_dir).resolve()
+
+
+def load_for(cfg: ReductionConfig, needs_calibration: bool, device: str = "cpu") -> tuple[Any, Any]:
+    """The configuration's model (float32, eval mode, on ``device``) and its calibration chunks
+    ``(n, seq)`` (None when the method does not run the model)."""
+    from splice.models.merging.calibration import load_causal_lm, model_chunks
+
+    model, tokenizer = load_causal_lm(cfg.model, device)
+    if not needs_calibration:
+        return model, None
+    if cfg.calibration is None:
+        raise ConfigError("calibration: this method needs calibration text ('calibration.path')")
+    return model, model_chunks(model, tokenizer, cfg.calibration)

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from splice.models.merging.calibration import run_chunks
 from splice.models.merging.moe import MoEBlock, expert_function, read_experts
 
 
@@ -103,11 +104,8 @@ def collect_routing(
     """Run ``model`` over ``chunks (n, seq)`` and return each block's :class:`RoutingStats`."""
     collectors = [_Collector(model, b, max_logits, seed) for b in blocks]
     hooks = [b.module.register_forward_pre_hook(c) for b, c in zip(blocks, collectors, strict=True)]
-    device = next(model.parameters()).device
     try:
-        with torch.no_grad():
-            for row in chunks:
-                model(input_ids=row.unsqueeze(0).to(device))
+        run_chunks(model, chunks)
     finally:
         for hook in hooks:
             hook.remove()

@@ -5,7 +5,8 @@ types are in ``members`` can be merged as a set (imports, class members, enum co
 entries, struct fields, annotations, keyword arguments), how a member's identity key is computed,
 and how the members are separated. The structured merge (:mod:`splice.resolver.structured`)
 reads nothing else about a language. Every node type here was checked against the installed
-tree-sitter grammars (``tests/test_structured.py`` parses a sample per entry).
+tree-sitter grammars (``tests/test_structured.py`` and, for the grammars added later,
+``tests/test_structured_more.py`` parse a sample per entry).
 
 Identity keys (:func:`member_key`), by name:
 
@@ -16,7 +17,16 @@ Identity keys (:func:`member_key`), by name:
   without overloading;
 - ``signature``: ``decl`` plus the parameter list's text (Java and C# overloads);
 - ``import``: what an import brings in: Python's ``from`` module, JS/TS's source (and ``type``),
-  Go's path, else the text.
+  Go's path, Rust's ``use`` path (visibility and attributes aside), else the text;
+- ``member``: ``decl`` for the grammars added later, whose members name themselves in more ways
+  (:func:`member_names`): a ``field`` or ``pattern`` field (Rust field initializers, Scala
+  ``val``), a Kotlin property's variable, PHP's property and constant elements, a Rust ``impl``'s
+  trait and type, a TOML key, a CSS property or selector;
+- ``overload``: ``member`` plus the parameter list (Kotlin, Scala, Swift and C++ overloads; a C++
+  function declarator's parameters and qualifiers);
+- ``entry``: the name(s) of ``member`` without the kind, None for an entry without a key (a PHP
+  array's or a Lua table's positional element): only keyed entries are members;
+- ``field:X``: the text of the member's field ``X``, quotes dropped (C's ``#include`` path).
 
 A key function may answer None: that child is not a member (e.g. a Python class-body statement
 that is not an assignment), and a region holding it is not merged.
@@ -36,7 +46,9 @@ if TYPE_CHECKING:
     from tree_sitter import Node
 
 #: Node types that are comments in the supported grammars.
-COMMENTS = frozenset({"comment", "line_comment", "block_comment"})
+COMMENTS = frozenset(
+    {"comment", "line_comment", "block_comment", "multiline_comment", "js_comment"}
+)
 #: Anonymous tokens that end a member and belong to it (``a: 1,`` / ``int x;``).
 TAILS = frozenset({",", ";"})
 
@@ -264,6 +276,244 @@ _GO = _entries(
     Commutative("literal_value", ("keyed_element",), "name", "literal", separator=","),
 )
 
+# The grammars added later (docs/STRUCTURED.md, "More languages"). Attributes, annotations and
+# doc comments written before a member belong to it (``attached``); ordered children (statements,
+# initializer blocks, arrays of tables, ``private`` sections) are no members, so a region holding
+# one is not merged.
+
+_RUST_ITEMS = (
+    "function_item",
+    "struct_item",
+    "enum_item",
+    "union_item",
+    "trait_item",
+    "impl_item",
+    "mod_item",
+    "const_item",
+    "static_item",
+    "type_item",
+)
+_RUST_USES = Commutative(
+    "source_file",
+    ("use_declaration",),
+    "import",
+    "the uses",
+    sorted=True,
+    attached=("attribute_item",),
+)
+_RUST = _entries(
+    _RUST_USES,
+    Commutative("source_file", _RUST_ITEMS, "member", "module", attached=("attribute_item",)),
+    Commutative(
+        "declaration_list",
+        ("use_declaration",),
+        "import",
+        "the uses",
+        within=("mod_item",),
+        sorted=True,
+        attached=("attribute_item",),
+    ),
+    Commutative(
+        "declaration_list",
+        _RUST_ITEMS,
+        "member",
+        "mod {name}",
+        within=("mod_item",),
+        attached=("attribute_item",),
+    ),
+    Commutative(
+        "declaration_list",
+        (
+            "function_item",
+            "function_signature_item",
+            "const_item",
+            "type_item",
+            "associated_type",
+        ),
+        "member",
+        "{kind} {name}",
+        within=("impl_item", "trait_item"),
+        attached=("attribute_item",),
+    ),
+    Commutative(
+        "field_declaration_list",
+        ("field_declaration",),
+        "name",
+        "fields of {name}",
+        separator=",",
+        attached=("attribute_item",),
+    ),
+    Commutative(
+        "enum_variant_list",
+        ("enum_variant",),
+        "name",
+        "enum {name}",
+        separator=",",
+        attached=("attribute_item",),
+    ),
+    Commutative(
+        "field_initializer_list",
+        ("field_initializer", "shorthand_field_initializer"),
+        "entry",
+        "fields of {name}",
+        separator=",",
+    ),
+)
+
+_C_INCLUDES = tuple(
+    Commutative(parent, ("preproc_include",), "field:path", "the includes", sorted=True)
+    for parent in (
+        "translation_unit",
+        "preproc_ifdef",
+        "preproc_if",
+        "preproc_else",
+        "preproc_elif",
+    )
+)
+_C_ENUMERATORS = Commutative(
+    "enumerator_list", ("enumerator",), "name", "enum {name}", separator=","
+)
+_C = _entries(
+    *_C_INCLUDES,
+    Commutative("field_declaration_list", ("field_declaration",), "name", "struct {name}"),
+    _C_ENUMERATORS,
+    Commutative(
+        "initializer_list", ("initializer_pair",), "field:designator", "initializer", separator=","
+    ),
+)
+_CPP = _entries(
+    *_C_INCLUDES,
+    Commutative(
+        "field_declaration_list",
+        (
+            "field_declaration",
+            "declaration",
+            "function_definition",
+            "template_declaration",
+            "alias_declaration",
+            "type_definition",
+        ),
+        "overload",
+        "{kind} {name}",
+    ),
+    _C_ENUMERATORS,
+)
+
+_KOTLIN_MEMBERS = (
+    "property_declaration",
+    "function_declaration",
+    "class_declaration",
+    "object_declaration",
+    "companion_object",
+    "secondary_constructor",
+    "type_alias",
+)
+_KOTLIN = _entries(
+    Commutative("source_file", ("import",), "text", "the imports", sorted=True),
+    Commutative(
+        "source_file",
+        ("function_declaration", "class_declaration", "object_declaration", "type_alias"),
+        "overload",
+        "file",
+    ),
+    Commutative("class_body", _KOTLIN_MEMBERS, "overload"),
+    Commutative("enum_class_body", _KOTLIN_MEMBERS, "overload"),
+    Commutative("enum_class_body", ("enum_entry",), "entry", "enum {name}", separator=","),
+)
+
+_SCALA_MEMBERS = (
+    "val_definition",
+    "var_definition",
+    "val_declaration",
+    "var_declaration",
+    "function_definition",
+    "function_declaration",
+    "type_definition",
+    "class_definition",
+    "object_definition",
+    "trait_definition",
+    "enum_definition",
+)
+_SCALA = _entries(
+    Commutative("compilation_unit", ("import_declaration",), "text", "the imports", sorted=True),
+    Commutative("template_body", _SCALA_MEMBERS, "overload"),
+)
+
+_SWIFT_MEMBERS = (
+    "property_declaration",
+    "function_declaration",
+    "init_declaration",
+    "deinit_declaration",
+    "subscript_declaration",
+    "class_declaration",
+    "protocol_declaration",
+    "typealias_declaration",
+)
+_SWIFT = _entries(
+    Commutative("source_file", ("import_declaration",), "text", "the imports", sorted=True),
+    Commutative("class_body", _SWIFT_MEMBERS, "overload"),
+    Commutative("enum_class_body", (*_SWIFT_MEMBERS, "enum_entry"), "overload", "enum {name}"),
+    Commutative(
+        "protocol_body",
+        ("protocol_function_declaration", "protocol_property_declaration"),
+        "overload",
+        "protocol {name}",
+    ),
+)
+
+_RUBY = _entries(
+    Commutative(
+        "body_statement",
+        ("method", "singleton_method", "class", "module"),
+        "member",
+        within=("class", "module", "singleton_class"),
+    ),
+    Commutative("hash", ("pair",), "name", "hash", separator=","),
+)
+
+_PHP_MEMBERS = ("method_declaration", "property_declaration", "const_declaration")
+_PHP = _entries(
+    Commutative("program", ("namespace_use_declaration",), "text", "the uses", sorted=True),
+    Commutative(
+        "compound_statement",
+        ("namespace_use_declaration",),
+        "text",
+        "the uses",
+        within=("namespace_definition",),
+        sorted=True,
+    ),
+    Commutative(
+        "declaration_list",
+        (*_PHP_MEMBERS, "use_declaration"),
+        "member",
+        within=("class_declaration", "interface_declaration", "trait_declaration"),
+    ),
+    Commutative("enum_declaration_list", (*_PHP_MEMBERS, "enum_case"), "member", "enum {name}"),
+    Commutative(
+        "array_creation_expression", ("array_element_initializer",), "entry", "array", separator=","
+    ),
+)
+
+_LUA = _entries(Commutative("table_constructor", ("field",), "entry", "table", separator=","))
+
+_JSON = _entries(Commutative("object", ("pair",), "name", "object", sorted=True, separator=","))
+
+_YAML = _entries(
+    Commutative("block_mapping", ("block_mapping_pair",), "name", "mapping"),
+    Commutative("flow_mapping", ("flow_pair",), "name", "mapping", separator=","),
+)
+
+_TOML = _entries(
+    Commutative("document", ("pair", "table"), "member", "document"),
+    Commutative("table", ("pair",), "entry", "table [{name}]"),
+)
+
+_CSS = _entries(
+    Commutative("block", ("declaration",), "entry", "rule {name}", within=("rule_set",)),
+    Commutative("stylesheet", ("rule_set",), "entry", "the rules"),
+    Commutative("block", ("rule_set",), "entry", "the rules", within=("media_statement",)),
+)
+
 #: Language -> its commutative parents.
 TABLE: dict[str, tuple[Commutative, ...]] = {
     "python": _PYTHON,
@@ -273,6 +523,19 @@ TABLE: dict[str, tuple[Commutative, ...]] = {
     "tsx": _TYPESCRIPT,
     "csharp": _CSHARP,
     "go": _GO,
+    "rust": _RUST,
+    "c": _C,
+    "cpp": _CPP,
+    "kotlin": _KOTLIN,
+    "scala": _SCALA,
+    "swift": _SWIFT,
+    "ruby": _RUBY,
+    "php": _PHP,
+    "lua": _LUA,
+    "json": _JSON,
+    "yaml": _YAML,
+    "toml": _TOML,
+    "css": _CSS,
 }
 
 
@@ -379,7 +642,16 @@ def _signature_key(node: Node) -> str | None:
     return decl if params is None else f"{decl}{text_key(_text(params))}"
 
 
+def _use_path(node: Node) -> str:
+    """A Rust ``use``'s path, without its visibility, attributes, ``;`` or spaces (but those
+    around ``as``)."""
+    parts = re.split(r"\s+as\s+", _text(node.child_by_field_name("argument")))
+    return " as ".join(text_key(part) for part in parts)
+
+
 def _import_key(node: Node) -> str | None:
+    if node.type == "use_declaration":
+        return "use " + _use_path(node)
     if node.type == "import_from_statement":
         return "from " + text_key(_text(node.child_by_field_name("module_name")))
     if node.type in ("import_statement", "import_spec"):
@@ -398,12 +670,156 @@ def _field_key(field: str) -> Callable[[Node], str | None]:
     return key
 
 
+#: Member types whose name is their first named child (before a ``=``, ``=>`` or ``:`` where
+#: they have one): TOML keys, CSS properties, PHP array keys, Kotlin enum entries, Rust
+#: shorthand fields.
+_FIRST_CHILD_NAMED = frozenset(
+    {
+        "pair",  # TOML (JSON, Ruby and the others have a key field)
+        "table",
+        "declaration",  # CSS
+        "array_element_initializer",
+        "enum_entry",  # Kotlin
+        "shorthand_field_initializer",
+        "rule_set",  # CSS, by its selectors
+    }
+)
+#: Of those, the types whose elements may also be positional (no key-ending token): no name then.
+_KEYED_ONLY = frozenset({"pair", "declaration", "array_element_initializer"})
+#: Anonymous tokens that end an entry's key.
+_KEY_ENDS = frozenset({"=", "=>", ":"})
+#: Kotlin members without a name of their own -> their name.
+_UNNAMED = {"companion_object": "companion", "secondary_constructor": "constructor"}
+#: Children holding a member's declared name (Kotlin properties, PHP properties and constants).
+_NAME_HOLDERS = frozenset(
+    {"variable_declaration", "multi_variable_declaration", "property_element", "const_element"}
+)
+
+
+def _impl_name(node: Node) -> str:
+    """A Rust ``impl``'s trait and type (``Display for S``, ``S``)."""
+    trait, kind = node.child_by_field_name("trait"), node.child_by_field_name("type")
+    words = [] if trait is None else [text_key(_text(trait)), "for"]
+    return " ".join([*words, text_key(_text(kind))])
+
+
+def member_names(node: Node) -> list[str]:
+    """The names a member of a grammar added later declares: :func:`declared_names`, else its
+    ``field`` or ``pattern`` field, the variables or elements it holds, a Rust ``impl``'s trait
+    and type, or its first named child for the :data:`_FIRST_CHILD_NAMED` types (keyed ones
+    only, when a key-ending token follows it)."""
+    if node.type == "impl_item":
+        return [_impl_name(node)]
+    if node.type in _UNNAMED:  # Kotlin's (one per class unless named; overloads by parameters)
+        named = node.child_by_field_name("name")
+        return [_text(named) if named is not None else _UNNAMED[node.type]]
+    if node.type == "type_alias":  # Kotlin names it in its ``type`` field
+        return [text_key(_text(node.child_by_field_name("type")))]
+    names = declared_names(node)
+    if names:
+        return names
+    if node.type in _FIRST_CHILD_NAMED:
+        first = node.named_children[0] if node.named_child_count else None
+        keyed = [c for c in node.children if not c.is_named and c.type in _KEY_ENDS]
+        positional = not keyed and node.type in _KEYED_ONLY
+        before = not keyed or (first is not None and first.start_byte < keyed[0].start_byte)
+        if first is not None and first.type not in COMMENTS and not positional and before:
+            return [_unquote(text_key(_text(first)))]
+    for field in ("field", "pattern"):
+        found = node.children_by_field_name(field)
+        if found:
+            return [_unquote(text_key(_text(n))) for n in found]
+    holders = [c for c in node.named_children if c.type in _NAME_HOLDERS]
+    for child in holders:
+        if child.type == "multi_variable_declaration":  # Kotlin's ``val (a, b) = pair``
+            holders += [c for c in child.named_children if c.type in _NAME_HOLDERS]
+            continue
+        held = child.child_by_field_name("name") or (
+            child.named_children[0] if child.named_child_count else None
+        )
+        if held is not None:
+            names.append(text_key(_text(held)))
+    chain = _declarators(node)
+    if not names and chain and chain[-1].type in _DECLARED_NAMES:
+        names.append(text_key(_text(chain[-1])))
+    return names
+
+
+#: Innermost C++ declarators that are a name: ``~C``, ``operator==``, ``A::f``.
+_DECLARED_NAMES = frozenset(
+    {"destructor_name", "operator_name", "qualified_identifier", "field_identifier", "identifier"}
+)
+
+
+def _declarators(node: Node) -> list[Node]:
+    """A C/C++ declaration's declarators, outermost first, through pointers, references, arrays
+    and functions (a reference declarator holds its inner one without a field)."""
+    out: list[Node] = []
+    found = node.child_by_field_name("declarator")
+    while found is not None and len(out) < 8:
+        out.append(found)
+        inner = found.child_by_field_name("declarator")
+        if inner is None and found.type == "reference_declarator" and found.named_child_count:
+            inner = found.named_children[-1]
+        found = inner
+    return out
+
+
+def _member_key(node: Node) -> str | None:
+    names = member_names(node)
+    if not names:
+        return text_key(_text(node))
+    return f"{_kind(node)} {','.join(names)}"
+
+
+#: Parameter lists that are no ``parameters`` field (Kotlin).
+_PARAMETER_LISTS = frozenset({"function_value_parameters", "parameter_list", "formal_parameters"})
+
+
+def _parameters(node: Node) -> str:
+    """A member's parameter list as text ("" when it has none): its ``parameters`` field, a
+    parameter-list child, Swift's ``parameter`` children, or a C/C++ function declarator's
+    parameters and what follows them (``const``, ``override``)."""
+    params = node.child_by_field_name("parameters")
+    if params is None:
+        params = next((c for c in node.named_children if c.type in _PARAMETER_LISTS), None)
+    if params is not None:
+        return text_key(_text(params))
+    swift = [text_key(_text(c)) for c in node.named_children if c.type == "parameter"]
+    if swift:
+        return "(" + ",".join(swift) + ")"
+    for declarator in _declarators(node):
+        inner = declarator.child_by_field_name("parameters")
+        if declarator.type == "function_declarator" and inner is not None:
+            rest = (declarator.text or b"")[inner.start_byte - declarator.start_byte :]
+            return text_key(rest.decode("utf-8", "replace"))
+    return ""
+
+
+def _overload_key(node: Node) -> str | None:
+    if node.type == "template_declaration" and node.named_child_count:
+        inner = node.named_children[-1]
+        names = member_names(inner)
+        if names:
+            return f"template {_kind(inner)} {','.join(names)}{_parameters(inner)}"
+    key = _member_key(node)
+    return None if key is None else f"{key}{_parameters(node)}"
+
+
+def _entry_key(node: Node) -> str | None:
+    names = member_names(node)
+    return ",".join(names) if names else None
+
+
 KEYS: dict[str, Callable[[Node], str | None]] = {
     "text": lambda node: text_key(_text(node)),
     "name": _name_key,
     "decl": _decl_key,
     "signature": _signature_key,
     "import": _import_key,
+    "member": _member_key,
+    "overload": _overload_key,
+    "entry": _entry_key,
 }
 
 
@@ -424,7 +840,15 @@ def sort_key(entry: Commutative, node: Node) -> str:
     source = node.child_by_field_name("source") or node.child_by_field_name("path")
     if node.type in ("import_statement", "import_spec") and source is not None:
         return _unquote(_text(source))
-    if node.type in ("import_statement", "import_declaration", "using_directive"):
+    if node.type == "use_declaration" and node.child_by_field_name("argument") is not None:
+        return _text(node.child_by_field_name("argument"))
+    if node.type in (
+        "import_statement",
+        "import_declaration",
+        "using_directive",
+        "import",  # Kotlin
+        "namespace_use_declaration",  # PHP
+    ):
         words = " ".join(_text(node).split()).rstrip(";").split(" ")
         return " ".join(words[1:])
     return member_key(entry, node) or ""
@@ -468,6 +892,12 @@ def imported_names(node: Node) -> tuple[str, ...] | None:
                     if alias is not None:
                         found.append(_text(alias))
         return tuple(found)
+    if node.type == "use_declaration":  # Rust
+        return _rust_use_names(node.child_by_field_name("argument"))
+    if node.type == "import" or node.type == "namespace_use_declaration":  # Kotlin, PHP
+        return _alias_or_last(node)
+    if node.type == "import_declaration" and node.child_by_field_name("path") is not None:
+        return _alias_or_last(node)  # Scala
     if node.type == "import_declaration" and node.named_child_count:
         first = node.named_children[0]
         if first.type in ("import_spec", "import_spec_list"):  # Go's ``import "x"``
@@ -493,9 +923,74 @@ def imported_names(node: Node) -> tuple[str, ...] | None:
     return None
 
 
+def _rust_use_names(node: Node | None) -> tuple[str, ...] | None:
+    """The names a Rust ``use`` argument brings in (None for a glob)."""
+    if node is None or node.type == "use_wildcard":
+        return None
+    if node.type == "use_as_clause":
+        return (_text(node.child_by_field_name("alias")),)
+    if node.type in ("scoped_use_list", "use_list"):
+        items = node.child_by_field_name("list") if node.type == "scoped_use_list" else node
+        found: list[str] = []
+        for item in items.named_children if items is not None else ():
+            if item.type == "self":  # ``use a::b::{self}`` brings ``b``
+                path = node.child_by_field_name("path")
+                found.append(_last_word(_text(path)))
+                continue
+            names = _rust_use_names(item)
+            if names is None:
+                return None
+            found.extend(names)
+        return tuple(found)
+    return (_last_word(_text(node)),)
+
+
+def _alias_or_last(node: Node) -> tuple[str, ...] | None:
+    """The names a Kotlin, Scala or PHP import brings in: each clause's alias, else its last
+    name (None for a wildcard)."""
+    if any(c.type in ("*", "namespace_wildcard") for c in node.children):
+        return None
+    kids = node.named_children
+    group = next(
+        (c for c in kids if c.type in ("namespace_use_group", "namespace_selectors")), None
+    )
+    if group is not None:
+        kids = group.named_children
+    clauses = [c for c in kids if c.type in ("namespace_use_clause", "identifier")]
+    clauses += [c for c in kids if c.type == "arrow_renamed_identifier"]
+    if node.type != "namespace_use_declaration" and group is None:
+        clauses = [node]  # Kotlin's and Scala's single import
+    found = []
+    for clause in clauses:
+        alias = clause.child_by_field_name("alias")
+        if clause.type == "import" and clause.named_child_count > 1:  # ``import a.B as C``
+            alias = clause.named_children[-1]
+        found.append(_text(alias) if alias is not None else _last_word(_text(clause)))
+    return tuple(found)
+
+
 def short_name(key: str) -> str:
     """A ``signature`` key without its parameters: the members an overload shares a name with."""
     return key.split("(", 1)[0]
+
+
+def _first_child_name(node: Node) -> str:
+    return _text(node.named_children[0]) if node.named_child_count else ""
+
+
+def _key_name(node: Node) -> str:
+    return _text(node.child_by_field_name("key"))
+
+
+#: Owners named otherwise than by a ``name`` field: a Rust ``impl`` by its trait and type, a TOML
+#: table by its header, a YAML mapping by its key, a CSS rule by its selectors.
+_OWNER_NAMES: dict[str, Callable[[Node], str]] = {
+    "impl_item": _impl_name,
+    "table": _first_child_name,
+    "block_mapping_pair": _key_name,
+    "flow_pair": _key_name,
+    "rule_set": _first_child_name,
+}
 
 
 def _owner(parent: Node) -> tuple[Node, str]:
@@ -504,6 +999,9 @@ def _owner(parent: Node) -> tuple[Node, str]:
     for _ in range(3):
         if owner is None:
             break
+        naming = _OWNER_NAMES.get(owner.type)
+        if naming is not None and naming(owner):
+            return owner, naming(owner)
         found = owner.child_by_field_name("name")
         if found is None:
             inner = owner.child_by_field_name("definition") or owner.child_by_field_name("function")
@@ -529,6 +1027,6 @@ def owner_label(entry: Commutative, parent: Node) -> str:
         return entry.label
     owner, name = _owner(parent)
     kind = owner.type
-    for suffix in ("_declaration", "_definition", "_spec", "_body", "_type"):
+    for suffix in ("_declaration", "_definition", "_spec", "_body", "_type", "_item", "_specifier"):
         kind = kind.removesuffix(suffix)
     return entry.label.format(kind=kind, name=name or "?").strip()

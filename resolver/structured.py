@@ -16,7 +16,8 @@ The method, for a hunk of a language in :data:`splice.resolver.commutative.TABLE
    tried innermost first, at most ``MAX_LEVELS``. A revision whose region is blank (a pure
    insertion point) takes the innermost node of that type and owner among the ancestors of the
    text just before and just after the point. A parent with a parse error is not used.
-3. **Members.** A member's span is the member node plus the comments (and, in TypeScript class
+3. **Members.** A member's span is the member node (less trailing whitespace: a YAML block
+   node holds its last newline) plus the comments (and, in TypeScript class
    bodies, decorators) right before it, its ``,``/``;`` and a comment on the same line after it.
    The region must be a run of whole members with only whitespace between them and comments after
    the last one. A member that straddles the region's edge extends the region in all three
@@ -379,19 +380,22 @@ def _collect(entry: Commutative, side: _Side, index: int) -> None:
             start = kids[j].start_byte
             claimed[j] = True
             j -= 1
-        end, last, comma = kid.end_byte, kid, False
+        # a YAML block node ends after its last line's newline: the member ends before it
+        body_end = kid.start_byte + len(side.rev.data[kid.start_byte : kid.end_byte].rstrip())
+        end, comma = body_end, False
+        row = kid.end_point.row if body_end == kid.end_byte else side.rev.line_of(body_end - 1)
         k = i + 1
         if k < n and not kids[k].is_named and kids[k].type in TAILS:
-            end, last, comma = kids[k].end_byte, kids[k], kids[k].type == ","
+            end, row, comma = kids[k].end_byte, kids[k].end_point.row, kids[k].type == ","
             claimed[k] = True
             k += 1
-        if k < n and kids[k].type in COMMENTS and kids[k].start_point.row == last.end_point.row:
+        if k < n and kids[k].type in COMMENTS and kids[k].start_point.row == row:
             end = kids[k].end_byte
             claimed[k] = True
         text = side.rev.text(start, end)
         order, names = sort_key(entry, kid), imported_names(kid)
         members.append(
-            _Member(key, order, start, end, kid.end_byte, comma, text, text_key(text), index, names)
+            _Member(key, order, start, end, body_end, comma, text, text_key(text), index, names)
         )
     side.members = members
     side.unclaimed = [kids[i] for i in range(n) if not claimed[i]]

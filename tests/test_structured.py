@@ -489,7 +489,7 @@ def test_parse_error_in_the_region_abstains() -> None:
 
 def test_unsupported_language_abstains() -> None:
     conflict = Conflict(("a\n",), ("b\n",), ("c\n",))
-    assert structured_merge(Hunk(conflict, "kotlin")) is None
+    assert structured_merge(Hunk(conflict, "fortran")) is None
     assert structured_merge(Hunk(conflict, None)) is None
 
 

@@ -40,6 +40,12 @@ def collect(args: argparse.Namespace) -> None:
     from splice.data.dataset import iter_records
     from splice.data.evaluation import locate_resolutions
 
+    resolver = None
+    if args.resolver:
+        from splice.models.serving import load_resolver
+        from splice.resolver.resolvers import resolve_all
+
+        resolver = load_resolver(args.resolver)
     out = Path(args.rows)
     out.parent.mkdir(parents=True, exist_ok=True)
     n = 0
@@ -51,16 +57,24 @@ def collect(args: argparse.Namespace) -> None:
             b, o, t = (split_lines(record[k]) for k in ("base", "ours", "theirs"))
             chunks, reports = find_hunks(b, o, t, record["lang"], record.get("path"))
             truths = locate_resolutions(chunks, split_lines(record["merged"]))
-            for report, truth in zip(reports, truths, strict=True):
+            answers, seconds = [], []
+            for report in reports:
+                started = time.perf_counter()
+                answers.append(structured_merge(report.hunk))
+                seconds.append(time.perf_counter() - started)
+            chosen: list = [None] * len(reports)
+            if resolver is not None and any(a is not None for a in answers):
+                chosen = [r.chosen for r in resolve_all(resolver, [r.hunk for r in reports])]
+            for report, truth, answer, took, top in zip(
+                reports, truths, answers, seconds, chosen, strict=True
+            ):
                 if truth is None:
                     continue
-                started = time.perf_counter()
-                answer = structured_merge(report.hunk)
                 row: dict[str, Any] = {
                     "repo": record["repo"],
                     "lang": record["lang"],
                     "answered": answer is not None,
-                    "seconds": round(time.perf_counter() - started, 5),
+                    "seconds": round(took, 5),
                 }
                 if answer is not None:
                     kept = classify(report.hunk.conflict, answer.lines, report.hunk.lang)
@@ -71,6 +85,15 @@ def collect(args: argparse.Namespace) -> None:
                         kept=kept.kind,
                         right=text_key("".join(answer.lines)) == text_key("".join(truth)),
                     )
+                    if resolver is not None:
+                        same = top is not None and text_key("".join(top.lines)) == text_key(
+                            "".join(answer.lines)
+                        )
+                        row.update(
+                            agrees=same,
+                            model_confidence=None if top is None else round(top.confidence, 4),
+                            model_source=None if top is None else top.source,
+                        )
                 fh.write(json.dumps(row) + "\n")
                 n += 1
     print(f"{n} located hunks -> {out}")
@@ -103,22 +126,40 @@ def fit(rows: list[dict[str, Any]], min_answers: int) -> dict[str, Any]:
         }
 
     right = sum(r["right"] for r in answered)
-    return {
+    out: dict[str, Any] = {
         "by_kind": table("kind"),
         "by_lang": table("lang"),
         "all": round(wilson_lower(right, len(answered)), 4),
         "answers": len(answered),
         "min_answers": min_answers,
     }
+    agreeing = [r for r in answered if r.get("agrees") and r.get("model_source") == AGREEING]
+    if agreeing:  # the classifier's top answer is the same text: by the classifier's confidence
+        cuts = []
+        for cut in AGREEMENT_CUTS:
+            group = [r for r in agreeing if (r["model_confidence"] or 0.0) >= cut]
+            if len(group) >= min_answers:
+                bound = wilson_lower(sum(r["right"] for r in group), len(group))
+                cuts.append([cut, round(bound, 4)])
+        out["agreeing"] = cuts
+        out["agreeing_source"] = AGREEING
+    return out
 
 
-def confidence(calibration: dict[str, Any], kind: str, lang: str) -> float:
-    """The confidence the fitted table gives an answer (resolver/structured_stage.py's rule)."""
-    if kind in calibration["by_kind"]:
-        return calibration["by_kind"][kind]
-    if lang in calibration["by_lang"]:
-        return calibration["by_lang"][lang]
-    return calibration["all"]
+#: The source whose top answers an agreeing structured answer may lean on (the classifier).
+AGREEING = "model"
+#: The resolver confidences above which agreeing answers are counted apart.
+AGREEMENT_CUTS = (0.5, 0.6, 0.7, 0.75, 0.8, 0.85)
+
+
+def confidence(
+    calibration: dict[str, Any], kind: str, lang: str, agreeing: float | None = None
+) -> float:
+    """The confidence the fitted table gives an answer (resolver/structured_stage.py's rule);
+    ``agreeing``: the resolver's confidence when its top answer is the same text."""
+    from splice.resolver.structured_stage import confidence as stage_confidence
+
+    return stage_confidence(kind, lang, calibration, agreeing)
 
 
 def report(args: argparse.Namespace) -> None:
@@ -156,7 +197,12 @@ def report(args: argparse.Namespace) -> None:
         for r in answered:
             if r["repo"] != repo or r["kept"] != "both":
                 continue
-            if confidence(table, r["kind"], r["lang"]) >= args.threshold:
+            agreeing = (
+                r["model_confidence"]
+                if r.get("agrees") and r.get("model_source") == AGREEING
+                else None
+            )
+            if confidence(table, r["kind"], r["lang"], agreeing) >= args.threshold:
                 applied += 1
                 right += r["right"]
     print(f"\nheld out by repository, applied at confidence >= {args.threshold} (keeps both only):"
@@ -180,6 +226,7 @@ def main() -> int:
     c.add_argument("--limit", type=int)
     c.add_argument("--per-repo", type=int)
     c.add_argument("--rows", required=True)
+    c.add_argument("--resolver", help="Also ask this resolver (e.g. auto): does its top agree?")
     r = sub.add_parser("report")
     r.add_argument("--rows", required=True)
     r.add_argument("--min-answers", type=int, default=30)

@@ -164,3 +164,28 @@ def test_explain_says_why_the_stage_abstained(tmp_path: Path, git_env: Path) -> 
     )
     assert "structured merge abstained: " in proc.stdout, proc.stdout + proc.stderr
     assert "<<<<<<<" in marked.read_text()
+
+
+def test_agreeing_with_the_classifier_uses_the_agreement_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    table = {
+        "by_kind": {},
+        "by_lang": {},
+        "all": 0.6,
+        "agreeing": [[0.5, 0.8], [0.8, 0.93]],
+        "agreeing_source": "model",
+    }
+    path = tmp_path / "structured.json"
+    path.write_text(json.dumps(table))
+    monkeypatch.setenv("SPLICE_STRUCTURED_CALIBRATION", str(path))
+    assert confidence("module", "python", table, 0.85) == 0.93
+    assert confidence("module", "python", table, 0.6) == 0.8
+    assert confidence("module", "python", table, 0.4) == 0.6
+    same = Proposes("import abc\nimport json\n", 0.85)  # source "model", below 0.9 alone
+    outcome = merge_file(BASE, OURS, THEIRS, same, path="a.py", lang="python")
+    assert outcome.text == MERGED and outcome.hunks[0].answer.confidence == 0.93
+    policy = Proposes("import abc\nimport json\n", 0.85)
+    policy.answer = Suggestion(policy.answer.lines, 0.85, "the policy's", "token-merge")
+    outcome = merge_file(BASE, OURS, THEIRS, policy, path="a.py", lang="python")
+    assert "<<<<<<<" in outcome.text  # another source's confidence means something else

@@ -211,6 +211,9 @@ def report(args: argparse.Namespace) -> None:
     calibration = fit(rows, args.min_answers)
     print("\nfitted on all:", json.dumps(calibration))
     if args.write:
+        if not args.agreement:  # measured above, not shipped (docs/STRUCTURED.md)
+            calibration.pop("agreeing", None)
+            calibration.pop("agreeing_source", None)
         calibration["fitted_on"] = f"{args.rows}: {len(repos)} repositories, {len(rows)} hunks"
         calibration["command"] = "python scripts/eval_structured.py report --rows ROWS --write"
         CALIBRATION.write_text(json.dumps(calibration, indent=2) + "\n")
@@ -232,6 +235,9 @@ def main() -> int:
     r.add_argument("--min-answers", type=int, default=30)
     r.add_argument("--threshold", type=float, default=0.891, help="The keeps-both threshold.")
     r.add_argument("--write", action="store_true")
+    r.add_argument(
+        "--agreement", action="store_true", help="Also write the agreeing answers' bounds."
+    )
     args = parser.parse_args()
     {"collect": collect, "report": report}[args.command](args)
     return 0

@@ -523,17 +523,14 @@ def test_hunk_without_file_context() -> None:
 @pytest.mark.skipif(not DATA.is_dir(), reason="no shared merge data")
 def test_real_conflicts_match_the_human_resolution_mostly() -> None:
     from splice.data.dataset import iter_records
-    from splice.data.evaluation import locate_resolutions
+    from splice.data.evaluation import located_hunks
 
     start = time.monotonic()
     answered = right = 0
     for record in iter_records(DATA, split="val", limit=300, per_repo_limit=15):
-        b, o, t = (split_lines(record[k]) for k in ("base", "ours", "theirs"))
-        chunks, reports = find_hunks(b, o, t, record["lang"], record.get("path"))
-        truths = locate_resolutions(chunks, split_lines(record["merged"]))
-        for report, truth in zip(reports, truths, strict=True):
+        for report, truth in located_hunks(record):
             answer = structured_merge(report.hunk)
-            if answer is None or truth is None:
+            if answer is None:
                 continue
             answered += 1
             right += text_key("".join(answer.lines)) == text_key("".join(truth))

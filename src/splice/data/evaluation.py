@@ -34,6 +34,17 @@ KINDS = ("both", "drops-ours", "drops-theirs", "drops-both")
 normalize = text_key
 
 
+def located_hunks(record: dict[str, Any]) -> list[tuple[Any, tuple[str, ...]]]:
+    """A merge record's line-level hunks whose human resolution is located: each hunk's
+    :class:`~splice.resolver.pipeline.HunkReport` (with its file context) and the resolution."""
+    from splice.resolver.pipeline import find_hunks
+
+    b, o, t = (split_lines(record[k]) for k in ("base", "ours", "theirs"))
+    chunks, reports = find_hunks(b, o, t, record.get("lang"), record.get("path"))
+    truths = locate_resolutions(chunks, split_lines(record["merged"]))
+    return [(r, truth) for r, truth in zip(reports, truths, strict=True) if truth is not None]
+
+
 def locate_resolutions(chunks: Sequence, merged: Sequence[str]) -> list[tuple[str, ...] | None]:
     """The human resolution of each conflict chunk, as lines of ``merged`` (None: not located).
 

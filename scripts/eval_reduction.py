@@ -107,6 +107,7 @@ def run_experts(args: argparse.Namespace) -> list[dict[str, Any]]:
         "mc_smoe": ("mc_smoe", {}),
         "mc_smoe+compress": ("mc_smoe", {"compress": True}),
         "mc_smoe (no alignment)": ("mc_smoe", {"align": False}),
+        "mc_smoe (saliency leads and weighs)": ("mc_smoe", {"score": "saliency"}),
         "hc_smoe": ("hc_smoe", {}),
         "prune (usage)": ("prune", {}),
         "prune (saliency)": ("prune", {"criterion": "saliency"}),

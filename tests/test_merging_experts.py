@@ -352,3 +352,24 @@ def test_a_dense_model_is_refused(tmp_path: Path, byte_tokenizer) -> None:
             "num_experts",
             EXPERT_METHODS,
         )
+
+
+def test_mc_smoe_can_lead_and_weigh_by_saliency() -> None:
+    from splice.models.merging.routing import RoutingStats
+
+    logits = torch.tensor([[1.0, 0.0, 0.9, 0.0], [0.0, 1.0, 0.1, 1.0], [1.0, 0.1, 1.0, 0.2]])
+    stats = RoutingStats(
+        frequency=torch.tensor([0.4, 0.3, 0.2, 0.1]),
+        saliency=torch.tensor([1.0, 0.5, 30.0, 20.0]),
+        mean_output=torch.zeros(4, 2),
+        logits=logits,
+        tokens=3,
+    )
+    experts = ExpertWeights(torch.zeros(4, 2, 3), torch.zeros(4, 2, 3), torch.zeros(4, 3, 2))
+    by_usage = EXPERT_METHODS.get("mc_smoe").plan(stats, experts, 2)
+    by_saliency = EXPERT_METHODS.get("mc_smoe", score="saliency").plan(stats, experts, 2)
+    assert by_usage.groups == [[0, 2], [1, 3]]
+    assert by_saliency.groups == [[2, 0], [3, 1]]
+    assert by_saliency.weights[0] == pytest.approx([30 / 31, 1 / 31])
+    with pytest.raises(ValueError, match="score 'size'"):
+        EXPERT_METHODS.get("mc_smoe", score="size").plan(stats, experts, 2)

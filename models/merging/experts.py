@@ -80,7 +80,8 @@ def _by_usage(group: list[int], frequency: torch.Tensor) -> list[int]:
 
 def dominant_groups(frequency: torch.Tensor, logits: torch.Tensor, target: int) -> list[list[int]]:
     """MC-SMoE's grouping: the ``target`` most-used experts lead; every other expert joins the
-    leader with the most cosine-similar router-logit column. Groups ordered by leader index."""
+    leader with the most cosine-similar router-logit column. Groups ordered by leader index.
+    ``frequency`` may be any per-expert score (e.g. saliency): the highest lead."""
     count = len(frequency)
     leaders = sorted(_by_usage(list(range(count)), frequency)[:target])
     columns = torch.nn.functional.normalize(logits.double().T, dim=1)  # (E, N)
@@ -196,11 +197,21 @@ def low_rank_sparse(
 @EXPERT_METHODS.register
 class MCSMoE(ExpertMethod):
     name = "mc_smoe"
-    parameters = {"align": True, "compress": False, "rank": 0.25, "density": 0.1}
+    parameters = {
+        "align": True,
+        "compress": False,
+        "rank": 0.25,
+        "density": 0.1,
+        "score": "frequency",
+    }
 
     def plan(self, stats: RoutingStats, experts: ExpertWeights, target: int) -> ExpertPlan:
-        groups = dominant_groups(stats.frequency, stats.logits, target)
-        weights = [usage_weights(stats.frequency, g) for g in groups]
+        name = str(self.params["score"])
+        if name not in ("frequency", "saliency"):
+            raise ValueError(f"mc_smoe: score {name!r} is not frequency or saliency")
+        score = stats.frequency if name == "frequency" else stats.saliency
+        groups = dominant_groups(score, stats.logits, target)
+        weights = [usage_weights(score, g) for g in groups]
         return ExpertPlan(groups, weights, align=bool(self.params["align"]))
 
     def compression(self) -> tuple[float, float] | None:

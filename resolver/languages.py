@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import threading
 from dataclasses import dataclass
 from functools import cache
 from pathlib import PurePath
@@ -202,3 +203,15 @@ def parser(lang: str) -> Parser:
     from tree_sitter import Parser
 
     return Parser(grammar(lang))
+
+
+_local = threading.local()
+
+
+def thread_parser(lang: str) -> Parser:
+    """This thread's Parser for ``lang``, made once and reused across calls."""
+    cache: dict[str, Parser] = _local.__dict__.setdefault("parsers", {})
+    found = cache.get(lang)
+    if found is None:
+        found = cache[lang] = parser(lang)
+    return found

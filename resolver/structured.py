@@ -79,6 +79,7 @@ from splice.resolver.commutative import (
     short_name,
     sort_key,
 )
+from splice.resolver.languages import thread_parser
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -86,7 +87,7 @@ if TYPE_CHECKING:
     from splice.resolver.filecontext import FileContext
     from splice.resolver.resolvers import Hunk
     from splice.resolver.syntax import SyntaxCheck
-    from tree_sitter import Node, Parser, Tree
+    from tree_sitter import Node, Tree
 
 #: Extending the region to whole members is retried at most this many times.
 MAX_EXTENSIONS = 8
@@ -179,7 +180,6 @@ class _Side:
 
 # --------------------------------------------------------------------------- parsing and cache
 
-_local = threading.local()
 _FILES: weakref.WeakKeyDictionary[FileContext, dict[str, _FileCache]] = weakref.WeakKeyDictionary()
 _CACHE_LOCK = threading.Lock()
 
@@ -194,22 +194,13 @@ class _FileCache:
     check: SyntaxCheck
 
 
-def _parser(lang: str) -> Parser:
-    from splice.resolver.languages import parser
-
-    cache: dict[str, Parser] = _local.__dict__.setdefault("parsers", {})
-    if lang not in cache:
-        cache[lang] = parser(lang)
-    return cache[lang]
-
-
 def _revision(lines: Sequence[str], lang: str) -> _Revision:
     encoded = [line.encode("utf-8", "surrogatepass") for line in lines]
     starts = list(accumulate((len(e) for e in encoded), initial=0))
     data = b"".join(encoded)
     ended = [line for line in lines if line.endswith("\n")]
     crlf = bool(ended) and all(line.endswith("\r\n") for line in ended)
-    return _Revision(lines, data, starts, _parser(lang).parse(data), crlf)
+    return _Revision(lines, data, starts, thread_parser(lang).parse(data), crlf)
 
 
 def _conflict_positions(fc: FileContext) -> list[tuple[int, int, int]] | None:

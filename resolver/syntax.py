@@ -10,23 +10,12 @@ rejected.
 
 from __future__ import annotations
 
-import threading
 from typing import TYPE_CHECKING
 
-from splice.resolver.languages import has_grammar, parser
+from splice.resolver.languages import has_grammar, thread_parser
 
 if TYPE_CHECKING:
-    from tree_sitter import Node, Parser
-
-_local = threading.local()
-
-
-def _parser(lang: str) -> Parser:
-    """One parser per language and thread, reused across calls."""
-    cache: dict[str, Parser] = _local.__dict__.setdefault("parsers", {})
-    if lang not in cache:
-        cache[lang] = parser(lang)
-    return cache[lang]
+    from tree_sitter import Node
 
 
 def _count(node: Node) -> int:
@@ -46,7 +35,7 @@ def _count(node: Node) -> int:
 
 def error_count(text: str, lang: str) -> int:
     """ERROR plus MISSING nodes in the parse of ``text`` (KeyError if ``lang`` has no grammar)."""
-    tree = _parser(lang).parse(text.encode("utf-8", "surrogatepass"))
+    tree = thread_parser(lang).parse(text.encode("utf-8", "surrogatepass"))
     return _count(tree.root_node)
 
 

@@ -10,14 +10,13 @@ the grammar cannot parse) and every other language go through a generic regex le
 from __future__ import annotations
 
 import re
-import threading
 from bisect import bisect_right
 from typing import TYPE_CHECKING, Literal, NamedTuple
 
-from splice.resolver.languages import has_grammar, parser
+from splice.resolver.languages import has_grammar, thread_parser
 
 if TYPE_CHECKING:
-    from tree_sitter import Node, Parser
+    from tree_sitter import Node
 
 Kind = Literal[
     "whitespace", "newline", "comment", "string", "identifier", "keyword", "number", "punct"
@@ -241,15 +240,6 @@ _CODE, _STRING_CTX, _STRING_END, _COMMENT_CTX = 0, 1, 2, 3
 #: A string's quotes where the grammar left them without a leaf of their own (Scala).
 _OPEN_QUOTE = re.compile(r"\"\"\"|'''|[\"'`]")
 _CLOSE_QUOTE = re.compile(r"(?:\"\"\"|'''|[\"'`])\Z")
-_local = threading.local()
-
-
-def _parser(lang: str) -> Parser:
-    cache: dict[str, Parser] = _local.__dict__.setdefault("parsers", {})
-    found = cache.get(lang)
-    if found is None:
-        found = cache[lang] = parser(lang)
-    return found
 
 
 def _is_comment(node: Node) -> bool:
@@ -323,7 +313,7 @@ class _Offsets:
 
 def _lex_tree(text: str, lang: str) -> list[Token]:
     data = text.encode("utf-8", "surrogatepass")
-    tree = _parser(lang).parse(data)
+    tree = thread_parser(lang).parse(data)
     offsets = None if len(data) == len(text) else _Offsets(text)
     out: list[Token] = []
     pos = 0  # characters of ``text`` already emitted

@@ -152,17 +152,9 @@ AGREEING = "model"
 AGREEMENT_CUTS = (0.5, 0.6, 0.7, 0.75, 0.8, 0.85)
 
 
-def confidence(
-    calibration: dict[str, Any], kind: str, lang: str, agreeing: float | None = None
-) -> float:
-    """The confidence the fitted table gives an answer (resolver/structured_stage.py's rule);
-    ``agreeing``: the resolver's confidence when its top answer is the same text."""
-    from splice.resolver.structured_stage import confidence as stage_confidence
-
-    return stage_confidence(kind, lang, calibration, agreeing)
-
-
 def report(args: argparse.Namespace) -> None:
+    from splice.resolver.structured_stage import confidence  # the stage's own rule
+
     rows = [json.loads(line) for line in Path(args.rows).read_text().splitlines()]
     answered = [r for r in rows if r["answered"]]
     print(f"{len(rows)} located hunks, {len(answered)} answered "
@@ -202,7 +194,7 @@ def report(args: argparse.Namespace) -> None:
                 if r.get("agrees") and r.get("model_source") == AGREEING
                 else None
             )
-            if confidence(table, r["kind"], r["lang"], agreeing) >= args.threshold:
+            if confidence(r["kind"], r["lang"], table, agreeing) >= args.threshold:
                 applied += 1
                 right += r["right"]
     print(f"\nheld out by repository, applied at confidence >= {args.threshold} (keeps both only):"

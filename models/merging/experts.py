@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -355,23 +355,12 @@ def merge_experts(
     shard_size: str = "2GB",
 ) -> ExpertReport:
     """Run an experts configuration (:mod:`~splice.models.merging.reduction`) into ``out_dir``."""
-    from splice.models.merging.reduction import load_for, parse_reduction, write_reduced
+    from splice.models.merging.reduction import load_for, parse_reduction, publish
 
     started = time.monotonic()
     cfg = parse_reduction(config, "num_experts", EXPERT_METHODS)
     method = EXPERT_METHODS.get(cfg.method, **cfg.parameters)
     model, chunks = load_for(cfg, True, device)
     report = reduce_experts(model, chunks, method, cfg.target)
-    report.seconds = time.monotonic() - started
-    report.out_dir = str(Path(out_dir).resolve())
-    write_reduced(
-        model,
-        cfg.model,
-        out_dir,
-        asdict(report),
-        dtype=cfg.dtype,
-        shard_size=shard_size,
-        force=force,
-    )
-    report.seconds = time.monotonic() - started
+    publish(model, cfg, out_dir, report, started, shard_size=shard_size, force=force)
     return report

@@ -30,7 +30,7 @@ import math
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -608,7 +608,7 @@ def merge_layers(
     shard_size: str = "2GB",
 ) -> LayerReport:
     """Run a layers configuration (:mod:`~splice.models.merging.reduction`) into ``out_dir``."""
-    from splice.models.merging.reduction import load_for, write_reduced
+    from splice.models.merging.reduction import load_for, publish
 
     started = time.monotonic()
     cfg = config if isinstance(config, ReductionConfig) else parse_layers(config)
@@ -626,18 +626,7 @@ def merge_layers(
         steps=steps,
         sources=sources_after(before, steps),
         calibration_tokens=0 if chunks is None else chunks.numel(),
-        seconds=time.monotonic() - started,
-        out_dir=str(Path(out_dir).expanduser().resolve()),
         parameters=dict(method.params),
     )
-    write_reduced(
-        model,
-        cfg.model,
-        out_dir,
-        asdict(report),
-        dtype=cfg.dtype,
-        shard_size=shard_size,
-        force=force,
-    )
-    report.seconds = time.monotonic() - started
+    publish(model, cfg, out_dir, report, started, shard_size=shard_size, force=force)
     return report

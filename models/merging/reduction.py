@@ -205,3 +205,27 @@ def load_for(cfg: ReductionConfig, needs_calibration: bool, device: str = "cpu")
     if cfg.calibration is None:
         raise ConfigError("calibration: this method needs calibration text ('calibration.path')")
     return model, model_chunks(model, tokenizer, cfg.calibration)
+
+
+def publish(
+    model: Any,
+    cfg: ReductionConfig,
+    out_dir: str | Path,
+    report: Any,
+    started: float,
+    *,
+    shard_size: str = "2GB",
+    force: bool = False,
+) -> None:
+    """Write the reduced ``model`` with ``report`` (a dataclass with ``out_dir`` and ``seconds``,
+    both filled in here: the folder as the writer resolves it, the time since ``started``)."""
+    import time
+    from dataclasses import asdict
+
+    report.out_dir = str(Path(out_dir).expanduser().resolve())
+    report.seconds = time.monotonic() - started
+    write_reduced(
+        model, cfg.model, out_dir, asdict(report), dtype=cfg.dtype, shard_size=shard_size,
+        force=force,
+    )  # fmt: skip
+    report.seconds = time.monotonic() - started

@@ -252,3 +252,44 @@ def test_a_compressed_serving_cache_reads_on_with_true_positions(model, prompt, 
         want = model(torch.from_numpy(step), cache=manual, position_ids=torch.tensor([[24, 25]]))
     np.testing.assert_allclose(served, want.logits.numpy(), atol=1e-4)
     assert small.feeds(step, np.ones_like(step))["position_ids"].tolist() == [[24, 25]]
+
+
+@pytest.mark.parametrize("name", ["h2o", "snapkv", "cam", "ems"])
+def test_the_graph_gives_serving_the_queries_the_transformers_cache_reads(
+    model, prompt, tmp_path, name: str
+) -> None:
+    """The exported graph's ``query.{i}`` outputs are the rotated queries the transformers
+    adapter records, so a method that reads queries keeps the same entries on both paths."""
+    import copy
+
+    import torch
+    from splice.models.serving.lm import present_name, query_name
+    from splice.models.serving.sessions import open_session
+    from splice.models.training.lm_export import export_onnx_graph
+
+    eager = copy.deepcopy(model)
+    eager.set_attn_implementation("eager")
+    export_onnx_graph(eager, tmp_path / "lm.onnx")
+    session = open_session(tmp_path / "lm.onnx")
+    presents = [present_name(i, kind) for i in range(2) for kind in ("key", "value")]
+    blank = np.zeros((1, KV_HEADS, 0, HIDDEN // HEADS), dtype=np.float32)
+    cache = KVCache((blank, blank), (blank, blank), np.zeros((1, 0), np.int64), np.zeros(1, int))
+    ids = prompt.numpy()
+    logits, *rest = session.run(
+        ["logits", *presents, query_name(0), query_name(1)], cache.feeds(ids, np.ones_like(ids))
+    )
+    graph_queries = rest[4:]
+    served = cache.extended(rest[:4], np.ones_like(ids), logits).compressed(
+        name, 10, queries=graph_queries
+    )
+    with torch.no_grad(), cache_for(name, 10, model) as hf:
+        model(prompt, cache=hf)
+    with torch.no_grad(), cache_for("h2o", 1000, model) as reference:
+        model(prompt, cache=reference)
+    for i in range(2):
+        recorded = torch.cat(reference.layers[i].queries, dim=2).numpy()
+        assert graph_queries[i].shape == recorded.shape == (1, HEADS, PROMPT, HIDDEN // HEADS)
+        np.testing.assert_allclose(graph_queries[i], recorded, atol=1e-5)
+        np.testing.assert_array_equal(served.keys[i].shape, hf.layers[i].keys.shape)
+        np.testing.assert_allclose(served.keys[i], hf.layers[i].keys.numpy(), atol=1e-5)
+        np.testing.assert_allclose(served.values[i], hf.layers[i].values.numpy(), atol=1e-5)

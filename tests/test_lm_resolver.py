@@ -347,5 +347,34 @@ def test_whole_files_are_read_through_a_compressed_cache(lm_dir: Path, tmp_path:
     assert whole.prompts(short, [8])[0].ids == window.prompts(short, [8])[0].ids
     a, b = whole.score(short, [candidates])[0], window.score(short, [candidates])[0]
     assert np.allclose(a[0], b[0], rtol=1e-2, atol=1e-3)  # read in two parts, not one
-    with pytest.raises(ValueError, match="queries"):
-        LMRerank.from_json({**LMRerank.load(folder).to_json(), "press": "h2o"})  # type: ignore[union-attr]
+    with pytest.raises(ValueError, match="not one of"):
+        LMRerank.from_json({**LMRerank.load(folder).to_json(), "press": "nope"})  # type: ignore[union-attr]
+
+
+def test_the_cache_method_is_the_users_choice(
+    lm_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SPLICE_LM_PRESS / SPLICE_LM_CACHE_BUDGET override rerank.json; methods that read queries
+    run on the graph's queries; a bad value is one LMUnavailable line (the classifier alone)."""
+    from splice.models.serving.lm import LMUnavailable
+
+    head = "".join(f"value_{i} = {i}\n" for i in range(300))
+    texts = [(head + s).splitlines(keepends=True) for s in (BASE, OURS, THEIRS)]
+    hunks = [r.hunk for r in find_hunks(*texts, "python", "f.py")[1]]
+    candidates = [(WORD + "\n",), ("y = x + 1\n",)]
+    monkeypatch.setenv("SPLICE_LM_PRESS", "snapkv")
+    monkeypatch.setenv("SPLICE_LM_CACHE_BUDGET", "24")
+    scorer = LMScorer.load(lm_dir)
+    assert (scorer.rerank.press, scorer.rerank.cache_budget) == ("snapkv", 24)
+    wide = scorer.prompts(hunks, [8])[0]
+    cache = scorer.cache([wide])
+    assert cache is not None and cache.length <= 24 + wide.tail
+    scores, _ = scorer.score(hunks, [candidates])
+    assert np.isfinite(scores[0]).all() and scores[0][0] > scores[0][1]
+    monkeypatch.setenv("SPLICE_LM_PRESS", "none")
+    assert LMScorer.load(lm_dir).rerank.press is None
+    for press, budget in (("nope", "24"), ("h2o", "8"), ("h2o", "many")):
+        monkeypatch.setenv("SPLICE_LM_PRESS", press)
+        monkeypatch.setenv("SPLICE_LM_CACHE_BUDGET", budget)
+        with pytest.raises(LMUnavailable):
+            LMScorer.load(lm_dir)

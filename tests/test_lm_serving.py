@@ -296,10 +296,45 @@ def test_perplexity_command_with_a_press(exported):
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["files"] == 1 and report["tokens"] == 127  # the tiny model's 128 positions
-    for bad in (["--press", "kvmerger"], ["--press", "nope", "--budget", "8"],
-                ["--press", "h2o", "--budget", "8"]):  # fmt: skip
+    with_queries = run_splice(*args, "--press", "snapkv", "--budget", "48")
+    assert with_queries.returncode == 0, with_queries.stderr
+    assert json.loads(with_queries.stdout)["bits_per_byte"] != report["bits_per_byte"]
+    for bad in (["--press", "kvmerger"], ["--press", "nope", "--budget", "8"]):
         refused = run_splice(*args, *bad)
         assert refused.returncode == 2 and "Traceback" not in refused.stderr
+
+
+def test_methods_that_read_queries_run_where_the_graph_gives_them(exported, fp32, tmp_path):
+    """The graph outputs each layer's queries: h2o, snapkv, cam and ems read the file on
+    serving's path; a graph exported without them (an older export) refuses them in one line."""
+    import onnx
+
+    ids = text_ids(fp32, 120)
+    text = fp32.tokenizer.decode(ids[1:])
+    full = fp32.text_loss(text)
+    assert fp32.query_outputs is not None
+    for method in ("h2o", "snapkv", "cam", "ems"):
+        roomy = fp32.compressed_loss(text, method, budget=1000, chunk=16)
+        assert abs(roomy.bits - full.bits) <= 1e-3
+        small = fp32.compressed_loss(text, method, budget=24, chunk=16)
+        assert small.tokens == full.tokens and abs(small.bits - full.bits) > 1e-3
+    graph = onnx.load(str(exported[1] / FP32_FILE))
+    for output in [o for o in graph.graph.output if o.name.startswith("query.")]:
+        graph.graph.output.remove(output)
+    onnx.save(graph, str(tmp_path / "model.onnx"))
+    for name in ("lm.json", "tokenizer.json"):
+        (tmp_path / name).write_bytes((exported[1] / name).read_bytes())
+    older = CodeLM(tmp_path)
+    assert older.query_outputs is None and older.reads_queries("kvmerger")
+    assert not older.reads_queries("h2o")
+    with pytest.raises(ValueError, match="needs queries"):
+        older.compressed_loss(text, "h2o", budget=24)
+    refused = run_splice(
+        "lm", "perplexity", str(REAL_FILE), "--model", str(tmp_path), "--press", "h2o",
+        "--budget", "8",
+    )  # fmt: skip
+    assert refused.returncode == 1 and "needs queries" in refused.stderr
+    assert "Traceback" not in refused.stderr
 
 
 def run_splice(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:

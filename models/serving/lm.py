@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 from splice.models.merging.cache import Budget, CacheMethod, compress_layer
+from splice.models.merging.cache.base import resolve_method
 from splice.models.serving.prompt import DEFAULT_BUDGET, LMTokenizer, SpecialIds, infill_prompt
 from splice.models.serving.sessions import open_session
 
@@ -65,6 +66,11 @@ def value_name(layer: int) -> str:
 
 def present_name(layer: int, kind: str) -> str:
     return f"present.{layer}.{kind}"
+
+
+def query_name(layer: int) -> str:
+    """The output with layer ``layer``'s rotated queries (graphs exported since they have it)."""
+    return f"query.{layer}"
 
 
 class LMUnavailable(RuntimeError):
@@ -219,10 +225,11 @@ class KVCache:
         (a registered name or an instance, :mod:`splice.models.merging.cache`): fewer entries,
         all attended, the same ``next_position`` and ``last_logits``.
 
-        The graph does not output queries, so methods that read them (``h2o``, ``snapkv``,
-        ``cam``, ``ems``) need ``queries[i]`` (1, q_heads, w, head_dim) for layer ``i``: the
-        RoPE-rotated queries of the last ``w`` attended tokens; ``streaming_llm``, ``random``
-        and ``kvmerger`` (its key-only variant) work from the keys alone."""
+        Methods that read queries (``h2o``, ``snapkv``, ``cam``, ``ems``; ``kvmerger``'s
+        attention-protected variant) need ``queries[i]`` (1, q_heads, w, head_dim) for layer
+        ``i``: the RoPE-rotated queries of the last ``w`` attended tokens (the graph's
+        ``query.{i}`` outputs, :meth:`CodeLM._read_compressed`); ``streaming_llm`` and
+        ``random`` work from the keys alone, ``kvmerger`` too (its key-only variant)."""
         if self.batch != 1:
             raise ValueError(f"compressed takes a cache of one row, not {self.batch}")
         if queries is not None and len(queries) != len(self.keys):
@@ -343,6 +350,10 @@ class CodeLM:
         self.outputs = ["logits"] + [
             present_name(i, k) for i in range(self.spec.layers) for k in ("key", "value")
         ]
+        queries = [query_name(i) for i in range(self.spec.layers)]
+        names = {o.name for o in self.session.get_outputs()}
+        #: The outputs with each layer's queries (None: a graph exported without them).
+        self.query_outputs = queries if names.issuperset(queries) else None
 
     # ------------------------------------------------------------------ model calls
 
@@ -351,6 +362,14 @@ class CodeLM:
     ) -> tuple[np.ndarray, KVCache]:
         """Read ``ids`` (batch, n) after ``cache`` (``mask``: 0 at padding); the logits
         (batch, n, vocab) and the extended cache."""
+        logits, cache, _ = self._run(cache, ids, mask, with_queries=False)
+        return logits, cache
+
+    def _run(
+        self, cache: KVCache, ids: np.ndarray, mask: np.ndarray | None, *, with_queries: bool
+    ) -> tuple[np.ndarray, KVCache, list[np.ndarray] | None]:
+        """:meth:`forward`, and with ``with_queries`` each layer's queries of the step
+        (batch, heads, n, head_dim), when the graph has them."""
         ids = np.ascontiguousarray(ids, dtype=np.int64)
         mask = np.ones_like(ids) if mask is None else np.asarray(mask, dtype=np.int64)
         if ids.ndim != 2 or ids.shape[0] != cache.batch or mask.shape != ids.shape:
@@ -360,8 +379,14 @@ class CodeLM:
         end = int((cache.next_position + mask.sum(axis=1)).max(initial=0))
         if end > self.spec.max_positions:
             raise ValueError(f"{end} tokens: more than the model's {self.spec.max_positions}")
-        logits, *presents = self.session.run(self.outputs, cache.feeds(ids, mask))
-        return logits, cache.extended(presents, mask, logits)
+        wanted = self.query_outputs if with_queries and self.query_outputs else []
+        logits, *rest = self.session.run(self.outputs + wanted, cache.feeds(ids, mask))
+        presents, queries = rest[: len(rest) - len(wanted)], rest[len(rest) - len(wanted) :]
+        return logits, cache.extended(presents, mask, logits), queries if wanted else None
+
+    def reads_queries(self, method: str | CacheMethod) -> bool:
+        """Whether ``method`` can run here: it reads keys only, or the graph gives queries."""
+        return resolve_method(method).query_use != "required" or self.query_outputs is not None
 
     def prefill(self, ids: Sequence[int]) -> KVCache:
         """The cache (batch 1) after reading ``ids``."""
@@ -560,19 +585,35 @@ class CodeLM:
 
     def _read_compressed(
         self, seq: Sequence[int], method: str | CacheMethod, budget: int, chunk: int
-    ) -> Iterator[tuple[int, np.ndarray, KVCache]]:
+    ) -> Iterator[tuple[int, np.ndarray, KVCache, list[np.ndarray] | None]]:
         """Read ``seq`` in chunks of ``chunk`` tokens through one cache, compressed by ``method``
-        to ``budget`` entries before a chunk that would take it over: (start, logits, cache)
-        after each chunk. Memory stays at most ``budget + chunk`` entries; positions stay true."""
+        to ``budget`` entries before a chunk that would take it over: (start, logits, cache,
+        queries) after each chunk. A method that weighs entries by attention reads the queries
+        of the chunk before (the last ``chunk`` entries: kvpress's observation window), when the
+        graph gives them. Memory stays at most ``budget + chunk`` entries; positions stay
+        true."""
         if budget < 1 or chunk < 1:
             raise ValueError(f"budget {budget} and chunk {chunk} must be at least 1")
-        cache = KVCache.empty(self.spec)
+        method = self._cache_method(method)
+        wants = method.query_use != "never"
+        cache, queries = KVCache.empty(self.spec), None
         for start in range(0, len(seq), chunk):
             part = seq[start : start + chunk]
             if cache.length and cache.length + len(part) > budget:
-                cache = cache.compressed(method, budget)
-            logits, cache = self.forward(cache, np.asarray([part], dtype=np.int64))
-            yield start, logits, cache
+                cache = cache.compressed(method, budget, queries)
+            ids = np.asarray([part], dtype=np.int64)
+            logits, cache, queries = self._run(cache, ids, None, with_queries=wants)
+            yield start, logits, cache, queries
+
+    def _cache_method(self, method: str | CacheMethod) -> CacheMethod:
+        """``method`` resolved; a ValueError when it needs queries this graph does not give."""
+        method = resolve_method(method)
+        if not self.reads_queries(method):
+            raise ValueError(
+                f"cache method {method.name!r} needs queries, and {self.model_dir} was exported "
+                "without them (export it again with `splice export-lm`)"
+            )
+        return method
 
     def prefill_compressed(
         self,
@@ -589,12 +630,13 @@ class CodeLM:
         if not len(ids) or not 0 <= tail <= len(ids):
             raise ValueError(f"an empty prompt or a tail of {tail} of {len(ids)} tokens")
         head, rest = list(ids[: len(ids) - tail]), list(ids[len(ids) - tail :])
-        cache = KVCache.empty(self.spec)
-        for _, _, read in self._read_compressed(head, method, budget, chunk):
-            cache = read
+        method = self._cache_method(method)
+        cache, queries = KVCache.empty(self.spec), None
+        for _, _, read, read_queries in self._read_compressed(head, method, budget, chunk):
+            cache, queries = read, read_queries
         if rest:
             if cache.length > budget:
-                cache = cache.compressed(method, budget)
+                cache = cache.compressed(method, budget, queries)
             _, cache = self.forward(cache, np.asarray([rest], dtype=np.int64))
         return cache
 
@@ -603,15 +645,16 @@ class CodeLM:
     ) -> TextLoss:
         """The cross-entropy of ``text`` read through one cache held at ``budget`` entries
         (:meth:`_read_compressed`). The text is cut at the model's positions (the tokens counted
-        say how many were scored). Serving has no queries: the methods that read keys only
-        (``streaming_llm``, ``random``, ``kvmerger``) work here."""
+        say how many were scored). Methods that need queries run when the graph gives them
+        (exported since ``query.{i}`` outputs exist); else only ``streaming_llm``, ``random``
+        and ``kvmerger`` (key-only)."""
         if isinstance(budget, Budget):
             budget = budget.size(self.spec.max_positions)
         ids = self.tokenizer.encode(text)
         seq = ([self.spec.start_id] if self.spec.start_id is not None else []) + ids
         seq = seq[: self.spec.max_positions]
         nats = 0.0
-        for start, logits, _ in self._read_compressed(seq[:-1], method, budget, chunk):
+        for start, logits, _, _ in self._read_compressed(seq[:-1], method, budget, chunk):
             targets = seq[start + 1 : start + 1 + logits.shape[1]]
             logp = log_softmax(logits[0, : len(targets)])
             nats -= float(logp[np.arange(len(targets)), targets].astype(np.float64).sum())

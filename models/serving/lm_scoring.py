@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,12 @@ WRITTEN_PRIOR = 1e-4
 PROMPTS_PER_RUN = 4
 #: The file the weights live in, in the LM's folder.
 RERANK_FILE = "rerank.json"
+#: Environment variables that override ``rerank.json``'s cache method (a name of
+#: :mod:`splice.models.merging.cache`, or ``none``: the window alone) and its budget (entries).
+PRESS_ENV = "SPLICE_LM_PRESS"
+CACHE_BUDGET_ENV = "SPLICE_LM_CACHE_BUDGET"
+#: The smallest cache budget accepted (entries per layer).
+MIN_CACHE_BUDGET = 16
 
 
 @dataclass(frozen=True)
@@ -83,23 +90,27 @@ class LMRerank:
         slack = int(data.get("slack", 24))
         if beams < 0 or cap < 1 or slack < 0:
             raise ValueError(f"rerank.json: beams {beams}, max_new_tokens {cap}, slack {slack}")
-        press, cache_budget = data.get("press"), int(data.get("cache_budget", 256))
-        if press is not None:
-            from splice.models.merging.cache import cache_method_names, get_cache_method
-
-            if press not in cache_method_names() or get_cache_method(press).query_use == "required":
-                raise ValueError(f"rerank.json: press {press!r} cannot run without queries")
-            if cache_budget < 16:
-                raise ValueError(f"rerank.json: cache_budget {cache_budget} below 16")
-        return cls(
+        rerank = cls(
             weights,
             beams=beams,
             max_new_tokens=cap,
             slack=slack,
-            press=None if press is None else str(press),
-            cache_budget=cache_budget,
             fitted_on=str(data.get("fitted_on", "")),
         )
+        return rerank.reading(data.get("press"), int(data.get("cache_budget", 256)), "rerank.json")
+
+    def reading(self, press: str | None, cache_budget: int, source: str) -> LMRerank:
+        """These weights with whole files read through ``press`` at ``cache_budget`` entries
+        (``press`` None: the window alone); a ValueError naming ``source`` when either is bad."""
+        if press is not None:
+            from splice.models.merging.cache import cache_method_names
+
+            if press not in cache_method_names():
+                known = ", ".join(cache_method_names())
+                raise ValueError(f"{source}: press {press!r} is not one of {known}")
+            if cache_budget < MIN_CACHE_BUDGET:
+                raise ValueError(f"{source}: cache budget {cache_budget} below {MIN_CACHE_BUDGET}")
+        return replace(self, press=None if press is None else str(press), cache_budget=cache_budget)
 
     def to_json(self) -> dict[str, Any]:
         return {"features": list(LM_FEATURES), **asdict(self), "weights": list(self.weights)}
@@ -115,6 +126,24 @@ class LMRerank:
     def save(self, folder: str | Path) -> None:
         text = json.dumps(self.to_json(), indent=2) + "\n"
         (Path(folder) / RERANK_FILE).write_text(text, encoding="utf-8")
+
+
+def with_environment(rerank: LMRerank) -> LMRerank:
+    """``rerank`` with the cache method and budget of :data:`PRESS_ENV` and
+    :data:`CACHE_BUDGET_ENV` where set (the user's choice over the fitted one)."""
+    press_env, budget_env = os.environ.get(PRESS_ENV), os.environ.get(CACHE_BUDGET_ENV)
+    if press_env is None and budget_env is None:
+        return rerank
+    press = rerank.press if press_env is None else press_env.strip()
+    if press is not None and press.lower() in ("", "none", "off"):
+        press = None
+    budget = rerank.cache_budget
+    if budget_env is not None:
+        try:
+            budget = int(budget_env)
+        except ValueError:
+            raise ValueError(f"{CACHE_BUDGET_ENV}={budget_env!r} is not a number") from None
+    return rerank.reading(press, budget, PRESS_ENV if press_env is not None else CACHE_BUDGET_ENV)
 
 
 def lm_features(log_probs: np.ndarray, lengths: Sequence[int], written: Sequence[bool]) -> Any:
@@ -149,6 +178,12 @@ class LMScorer:
         self.rerank = rerank
         self.tokenizer = lm.tokenizer
         _ = lm.special  # LMUnavailable when the model cannot read a resolution prompt
+        if rerank.press is not None and not lm.reads_queries(rerank.press):
+            from splice.models.serving.lm import LMUnavailable
+
+            raise LMUnavailable(
+                f"press {rerank.press!r} needs queries, which {lm.model_dir} was exported without"
+            )
 
     @classmethod
     def load(cls, folder: str | Path | None = None) -> LMScorer:
@@ -163,6 +198,10 @@ class LMScorer:
             raise LMUnavailable(f"{lm.model_dir / RERANK_FILE}: {exc}") from exc
         if rerank is None:
             raise LMUnavailable(f"{lm.model_dir}: missing {RERANK_FILE} (the LM is not fitted)")
+        try:
+            rerank = with_environment(rerank)
+        except ValueError as exc:
+            raise LMUnavailable(str(exc)) from exc
         return cls(lm, rerank)
 
     def prompts(self, hunks: Sequence[Hunk], middle: Sequence[int]) -> list[HunkPrompt]:

@@ -5,7 +5,8 @@ One graph serves both the prompt (past length 0) and decoding (one token at a ti
 - inputs ``input_ids``, ``attention_mask`` (batch, past + sequence), ``position_ids`` (batch,
   sequence), ``past_key_values.{i}.key`` / ``.value`` (batch, kv_heads, past, head_dim);
 - outputs ``logits`` (batch, sequence, vocab), ``present.{i}.key`` / ``.value`` (the past with
-  this call's keys and values appended).
+  this call's keys and values appended), ``query.{i}`` (batch, heads, sequence, head_dim: the
+  rotated queries each layer read, for the cache methods that weigh entries by attention).
 
 The export traces :class:`_FlatCache`, a wrapper that takes the cache as flat tensors and builds
 the transformers cache object, with ``torch.onnx.export(dynamo=True)`` (torch.export); batch,
@@ -15,7 +16,8 @@ for serving (``model.onnx``; the float32 graph stays as ``model.fp32.onnx``). ``
 what serving needs (:mod:`splice.models.serving.lm`), so it never parses a transformers config.
 
 Works for Llama-architecture models and their relatives (Mistral, Qwen2), whatever their size.
-The graph is traced with eager attention (:func:`load_causal_lm`).
+The graph is traced with eager attention (:func:`load_causal_lm`), through
+:func:`_recording_attention`, which records the queries it reads.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import inspect
 import json
 import shutil
+import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -38,6 +41,7 @@ from splice.models.serving.lm import (
     TOKENIZER_FILE,
     key_name,
     present_name,
+    query_name,
     value_name,
 )
 from splice.models.serving.prompt import DEFAULT_BUDGET, LM_SPECIAL_TOKENS, LMTokenizer
@@ -77,8 +81,34 @@ class LMExportReport:
     seconds: float
 
 
+#: The attention implementation :func:`export_onnx_graph` traces (registered on first use).
+RECORDING_ATTENTION = "splice_recording"
+#: The queries the layers read during one :class:`_FlatCache` call, in layer order.
+_RECORDED: list[torch.Tensor] = []
+
+
+def _recording_attention(module: nn.Module, query: torch.Tensor, *args, **kwargs):
+    """The model's own eager attention (its module's ``eager_attention_forward``), with the
+    (rotated) ``query`` it reads recorded in :data:`_RECORDED`."""
+    _RECORDED.append(query)
+    eager = sys.modules[type(module).__module__].eager_attention_forward
+    return eager(module, query, *args, **kwargs)
+
+
+def _use_recording_attention(model: nn.Module) -> None:
+    """Run ``model`` with :func:`_recording_attention`, masked as eager attention is (an
+    implementation transformers does not know gets the 2-D padding mask as it is, not causal)."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, eager_mask
+
+    AttentionInterface.register(RECORDING_ATTENTION, _recording_attention)
+    AttentionMaskInterface.register(RECORDING_ATTENTION, eager_mask)
+    model.set_attn_implementation(RECORDING_ATTENTION)
+
+
 class _FlatCache(nn.Module):
-    """The causal LM with the cache as flat tensors in and out (key, value per layer)."""
+    """The causal LM with the cache as flat tensors in and out (key, value per layer), and the
+    queries each layer read when the model runs :func:`_recording_attention`."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
@@ -96,6 +126,7 @@ class _FlatCache(nn.Module):
     ) -> tuple[torch.Tensor, ...]:
         from transformers import DynamicCache
 
+        _RECORDED.clear()
         cache = DynamicCache(
             list(zip(past[0::2], past[1::2], strict=True)), config=self.model.config
         )
@@ -107,7 +138,9 @@ class _FlatCache(nn.Module):
             **{self.cache_arg: cache},
         )
         cache = getattr(out, "cache", None) or out.past_key_values
-        return (out.logits, *_flat(cache))
+        queries = list(_RECORDED)
+        _RECORDED.clear()
+        return (out.logits, *_flat(cache), *queries)
 
 
 def _flat(cache) -> list[torch.Tensor]:
@@ -166,7 +199,8 @@ def input_names(layers: int) -> list[str]:
 
 
 def output_names(layers: int) -> list[str]:
-    return ["logits"] + [present_name(i, k) for i in range(layers) for k in ("key", "value")]
+    presents = [present_name(i, k) for i in range(layers) for k in ("key", "value")]
+    return ["logits", *presents, *(query_name(i) for i in range(layers))]
 
 
 def load_causal_lm(model_dir: str | Path, attention: str = "eager") -> nn.Module:
@@ -185,7 +219,9 @@ def load_causal_lm(model_dir: str | Path, attention: str = "eager") -> nn.Module
 
 
 def export_onnx_graph(model: nn.Module, path: Path, opset: int = 18) -> None:
-    """Trace ``model`` (a causal LM) into the float32 graph at ``path`` (module doc)."""
+    """Trace ``model`` (a causal LM) into the float32 graph at ``path`` (module doc); the model
+    is left running :func:`_recording_attention` (the same arithmetic as eager)."""
+    _use_recording_attention(model)
     shape = _Shape.of(model.config)
     batch = torch.export.Dim("batch", min=1)
     seq = torch.export.Dim("sequence", min=1)
@@ -238,28 +274,41 @@ def sample_ids(tokenizer_path: Path, vocab: int) -> list[int]:
 
 def parity(model: nn.Module, onnx_path: Path, ids: list[int]) -> tuple[float, float]:
     """Largest |onnxruntime - PyTorch| over all outputs at attended positions: on two rows of
-    ``ids`` (the first right-padded; past 0), then on one decoding step that takes their
-    cache."""
+    ``ids`` (the first right-padded; past 0), then on one decoding step that takes their cache.
+    Logits and presents are compared with the model under plain eager attention, the queries
+    with what :func:`_recording_attention` records."""
     import onnxruntime as ort
 
     shape = _Shape.of(model.config)
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     names = input_names(shape.layers)
     wrapper = _FlatCache(model)
+    cached = 1 + 2 * shape.layers  # logits and the presents come first
+
+    def reference(inputs: tuple) -> list[np.ndarray]:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.set_attn_implementation("eager")
+            plain = [t.numpy() for t in wrapper(*inputs)]
+            _use_recording_attention(model)
+            recorded = [t.numpy() for t in wrapper(*inputs)]
+        return plain[:cached] + recorded[cached:]
 
     def run(inputs: tuple) -> tuple[float, list[np.ndarray]]:
         ids, mask, pos, cache = inputs
         feeds = dict(zip(names, [t.numpy() for t in (ids, mask, pos, *cache)], strict=True))
         got = session.run(None, feeds)
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            want = [t.numpy() for t in wrapper(ids, mask, pos, cache)]
+        want = reference(inputs)
         total = mask.numpy().astype(bool)  # padded positions are never read: not compared
         query = total[:, total.shape[1] - ids.shape[1] :]
+        if len(got) != len(want):
+            raise ValueError(f"the graph has {len(got)} outputs, the model {len(want)}")
         diffs = [np.abs(got[0] - want[0])[query]]
-        for g, w in zip(got[1:], want[1:], strict=True):  # (batch, heads, total, head_dim)
-            diffs.append(np.abs(g - w).transpose(0, 2, 1, 3)[total])
-        return max(float(d.max()) for d in diffs), got
+        for g, w in zip(got[1:cached], want[1:cached], strict=True):
+            diffs.append(np.abs(g - w).transpose(0, 2, 1, 3)[total])  # (batch, heads, total, d)
+        for g, w in zip(got[cached:], want[cached:], strict=True):
+            diffs.append(np.abs(g - w).transpose(0, 2, 1, 3)[query])  # (batch, heads, seq, d)
+        return max(float(d.max()) for d in diffs), got[:cached]
 
     n = 24
     ids = list(ids) if len(ids) >= 2 * n + 2 else [i % shape.vocab for i in range(2 * n + 2)]

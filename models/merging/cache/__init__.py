@@ -22,9 +22,9 @@ name                reads       does
 ``ems``             queries     Global-Local score, head-wise evict-then-merge
 ==================  ==========  ========================================================
 
-"queries" means the queries of the last positions (or aggregated attention scores); the
-ONNX graph of serving does not output them, so there a caller passes them or uses the methods
-that read keys only (``kvmerger`` falls back to a key-only variant).
+"queries" means the queries of the last positions (or aggregated attention scores); serving's
+ONNX graph outputs each layer's queries (``query.{i}``), and a graph exported without them
+runs only the methods that read keys (``kvmerger`` falls back to a key-only variant).
 
 HOMER (hierarchical context merging) is a prefill procedure over the model, not a per-layer
 method: :func:`splice.models.merging.cache.homer.hierarchical_prefill` (torch; import explicitly).

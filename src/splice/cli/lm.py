@@ -46,8 +46,9 @@ def lm_command() -> None:
 @click.option("--stride", type=int, help="Window step in tokens [half the model's positions].")
 @click.option(
     "--press",
-    help="Read each file through one cache compressed by this method (streaming_llm, random, "
-    "kvmerger: the ones that need no queries) to --budget entries.",
+    help="Read each file through one cache compressed by this method of "
+    "splice.models.merging.cache (cam, ems, h2o, kvmerger, random, snapkv, streaming_llm) to "
+    "--budget entries.",
 )
 @click.option("--budget", type=click.IntRange(min=1), help="Cache entries kept with --press.")
 @click.option("--chunk", type=click.IntRange(min=1), default=64, show_default=True)
@@ -66,14 +67,17 @@ def perplexity_command(
     if (press is None) != (budget is None):
         raise click.UsageError("--press and --budget go together")
     if press is not None:
-        from splice.models.merging.cache import cache_method_names, get_cache_method
+        from splice.models.merging.cache import cache_method_names
 
         if press not in cache_method_names():
             raise click.UsageError(f"--press {press!r}: one of {', '.join(cache_method_names())}")
-        if get_cache_method(press).query_use == "required":
-            raise click.UsageError(f"--press {press}: it needs queries, which serving has not")
     texts = [(path, _read(path)) for path in files]
     lm = _load(model_dir)
+    if press is not None and not lm.reads_queries(press):
+        raise click.ClickException(
+            f"--press {press} needs queries, which {lm.model_dir} was exported without "
+            "(export it again with `splice export-lm`)"
+        )
     per_file = []
     for path, text in texts:
         try:

@@ -13,6 +13,7 @@ transformers = pytest.importorskip("transformers")
 from splice.models.merging.cache.homer import (  # noqa: E402
     Chunk,
     HomerTrace,
+    hierarchical_nats,
     hierarchical_prefill,
     layer_groups,
     prune_chunk,
@@ -168,3 +169,28 @@ def test_layer_groups_end_at_the_last_layer() -> None:
     assert layer_groups(6, 1) == [range(6)]
     with pytest.raises(ValueError, match="tree levels"):
         layer_groups(4, 5)
+
+
+def test_a_text_read_through_homer(model) -> None:
+    """hierarchical_nats: with room for the whole text, the plain forward's loss (chunk by
+    chunk); longer, a finite loss with no position beyond a chunk and a step."""
+    ids = tokens(40)[0].tolist()
+    with torch.no_grad():
+        logp = torch.log_softmax(model(torch.tensor([ids])).logits[0, :-1].double(), -1)
+    plain = -float(logp.gather(1, torch.tensor(ids[1:])[:, None]).sum())
+    assert abs(hierarchical_nats(model, ids, chunk_len=64, step=8) - plain) < 1e-6
+    assert abs(hierarchical_nats(model, ids, chunk_len=CHUNK, step=8) - plain) > 1e-3
+    seen: list[int] = []
+    hook = model.model.register_forward_hook(
+        lambda module, args, kwargs, out: seen.append(int(kwargs["position_ids"].max())),
+        with_kwargs=True,
+    )
+    try:
+        long = tokens(8 * CHUNK, seed=4)[0].tolist()  # 8 chunks: the tree's 4 levels
+        nats = hierarchical_nats(model, long, chunk_len=CHUNK, step=8)
+    finally:
+        hook.remove()
+    assert np.isfinite(nats) and 0 < nats / (len(long) - 1) < 10
+    assert max(seen) < CHUNK + 8
+    with pytest.raises(ValueError):
+        hierarchical_nats(model, ids, chunk_len=0)

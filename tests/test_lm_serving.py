@@ -299,9 +299,34 @@ def test_perplexity_command_with_a_press(exported):
     with_queries = run_splice(*args, "--press", "snapkv", "--budget", "48")
     assert with_queries.returncode == 0, with_queries.stderr
     assert json.loads(with_queries.stdout)["bits_per_byte"] != report["bits_per_byte"]
-    for bad in (["--press", "kvmerger"], ["--press", "nope", "--budget", "8"]):
+    for bad in (
+        ["--press", "kvmerger"],
+        ["--press", "nope", "--budget", "8"],
+        ["--press", "homer", "--budget", "32"],
+    ):  # fmt: skip  (homer: not an HF folder)
         refused = run_splice(*args, *bad)
         assert refused.returncode == 2 and "Traceback" not in refused.stderr
+
+
+def test_perplexity_command_through_homer(exported, tmp_path):
+    """HOMER reads a whole file past the model's 128 positions (two chunks: the tiny model's
+    two layers hold a tree of two levels); a file too long for its layers is one line."""
+    hf = exported[1].parent / "hf"
+    tokenizer = LMTokenizer.from_file(hf / "tokenizer.json")
+    text = REAL_FILE.read_text()[:1200]
+    path = tmp_path / "part.py"
+    path.write_text(text)
+    args = ["lm", "perplexity", str(path), "--model", str(hf), "--json", "--press", "homer"]
+    n = len(tokenizer.encode(text)) + 1  # the start token too
+    homer = run_splice(*args, "--budget", str(n // 2 + 1), "--chunk", "64")
+    assert homer.returncode == 0, homer.stderr
+    assert homer.stderr == ""
+    whole = json.loads(homer.stdout)
+    assert whole["tokens"] == len(tokenizer.encode(text)) > 128
+    assert 0 < whole["bits_per_byte"] < 20
+    too_long = run_splice(*args, "--budget", "16")
+    assert too_long.returncode == 1 and "tree levels" in too_long.stderr
+    assert "Traceback" not in too_long.stderr
 
 
 def test_methods_that_read_queries_run_where_the_graph_gives_them(exported, fp32, tmp_path):

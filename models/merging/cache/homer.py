@@ -282,3 +282,33 @@ def hierarchical_prefill(
     logits = model.lm_head(model.model.norm(root.hidden[:, -1:]))[:, -1].float()
     cache = HomerCache(root.kv, size, root.positions[0])
     return cache, size, logits
+
+
+def hierarchical_nats(
+    model: torch.nn.Module, ids: list[int], *, chunk_len: int, step: int = 64
+) -> float:
+    """The cross-entropy (nats) of ``ids[1:]`` given what precedes each token, reading through
+    HOMER: the first ``chunk_len`` tokens by one plain forward, then ``step`` tokens at a time,
+    each run continuing from the hierarchical prefill (:func:`hierarchical_prefill`, chunks of
+    ``chunk_len``, half a chunk kept at a merge) of everything before it. No position reaches
+    ``chunk_len + step``, whatever the length; the cost is one prefill per ``step`` tokens."""
+    if chunk_len < 1 or step < 1:
+        raise ValueError("chunk_len and step must be at least 1")
+    tokens = torch.tensor([ids], dtype=torch.long, device=model.model.embed_tokens.weight.device)
+    nats = 0.0
+    with torch.no_grad():
+        head = tokens[:, :chunk_len]
+        positions = torch.arange(head.shape[1], device=head.device)[None]
+        logp = torch.log_softmax(model(head, position_ids=positions).logits[0, :-1].double(), -1)
+        nats -= float(logp.gather(1, head[0, 1:, None]).sum())
+        for start in range(chunk_len, len(ids), step):
+            part = tokens[:, start : start + step]
+            cache, position, last = hierarchical_prefill(
+                model, tokens[:, :start], chunk_len=chunk_len
+            )
+            positions = position + torch.arange(part.shape[1], device=part.device)[None]
+            out = model(part, cache=cache, position_ids=positions, use_cache=True)
+            logits = torch.cat([last[:, None], out.logits[:, :-1].float()], dim=1)
+            logp = torch.log_softmax(logits[0].double(), -1)
+            nats -= float(logp.gather(1, part[0, :, None]).sum())
+    return nats

@@ -11,6 +11,8 @@ import click
 
 #: Exit status when the model folder is missing or cannot be loaded.
 NO_MODEL = 2
+#: The --press name of HOMER's hierarchical prefill (a procedure over the model, torch).
+HOMER = "homer"
 
 
 def _load(model_dir: str | None):
@@ -48,7 +50,8 @@ def lm_command() -> None:
     "--press",
     help="Read each file through one cache compressed by this method of "
     "splice.models.merging.cache (cam, ems, h2o, kvmerger, random, snapkv, streaming_llm) to "
-    "--budget entries.",
+    "--budget entries; homer: HOMER's hierarchical prefill in chunks of --budget tokens (a "
+    "Hugging Face --model, torch; whole files, past the model's positions).",
 )
 @click.option("--budget", type=click.IntRange(min=1), help="Cache entries kept with --press.")
 @click.option("--chunk", type=click.IntRange(min=1), default=64, show_default=True)
@@ -63,30 +66,22 @@ def perplexity_command(
 ) -> None:
     """Bits per byte of each FILE and of all together (total bits over total bytes); with
     --press, each file read through a cache held at --budget entries (cut at the model's
-    positions)."""
+    positions; with homer, whole)."""
     if (press is None) != (budget is None):
         raise click.UsageError("--press and --budget go together")
     if press is not None:
         from splice.models.merging.cache import cache_method_names
 
-        if press not in cache_method_names():
-            raise click.UsageError(f"--press {press!r}: one of {', '.join(cache_method_names())}")
+        names = [*cache_method_names(), HOMER]
+        if press not in names:
+            raise click.UsageError(f"--press {press!r}: one of {', '.join(sorted(names))}")
     texts = [(path, _read(path)) for path in files]
-    lm = _load(model_dir)
-    if press is not None and not lm.reads_queries(press):
-        raise click.ClickException(
-            f"--press {press} needs queries, which {lm.model_dir} was exported without "
-            "(export it again with `splice export-lm`)"
-        )
+    if press == HOMER and budget is not None:
+        losses = _homer_losses(texts, model_dir, budget, chunk)
+    else:
+        losses = _served_losses(texts, model_dir, stride, press, budget, chunk)
     per_file = []
-    for path, text in texts:
-        try:
-            if press is not None and budget is not None:
-                loss = lm.compressed_loss(text, press, budget, chunk)
-            else:
-                loss = lm.text_loss(text, stride)
-        except ValueError as exc:
-            raise click.ClickException(str(exc)) from None
+    for (path, _), loss in zip(texts, losses, strict=True):
         per_file.append(
             {
                 "path": path,
@@ -114,6 +109,70 @@ def perplexity_command(
         f"{report['bits_per_byte']:.3f} bits/byte over {report['files']} files, "
         f"{report['tokens']} tokens, {report['bytes']} bytes"
     )
+
+
+def _served_losses(
+    texts: list[tuple[str, str]],
+    model_dir: str | None,
+    stride: int | None,
+    press: str | None,
+    budget: int | None,
+    chunk: int,
+) -> list:
+    """Each text's loss under the served (ONNX) model, through a compressed cache with
+    ``press``."""
+    lm = _load(model_dir)
+    if press is not None and not lm.reads_queries(press):
+        raise click.ClickException(
+            f"--press {press} needs queries, which {lm.model_dir} was exported without "
+            "(export it again with `splice export-lm`)"
+        )
+    try:
+        if press is not None and budget is not None:
+            return [lm.compressed_loss(text, press, budget, chunk) for _, text in texts]
+        return [lm.text_loss(text, stride) for _, text in texts]
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _homer_losses(
+    texts: list[tuple[str, str]], model_dir: str | None, budget: int, chunk: int
+) -> list:
+    """Each whole text's loss read through HOMER's hierarchical prefill with chunks of
+    ``budget`` tokens (the Hugging Face model of ``model_dir``; torch)."""
+    import math
+
+    if model_dir is None or not (Path(model_dir) / "config.json").is_file():
+        raise click.UsageError(
+            "--press homer runs the Hugging Face model (torch): pass --model with a folder "
+            "that has config.json, model weights and tokenizer.json"
+        )
+    from transformers.utils import logging as hf_logging
+
+    from splice.models.merging.cache.homer import hierarchical_nats
+    from splice.models.serving.lm import TextLoss
+    from splice.models.serving.prompt import LMTokenizer
+    from splice.models.training.lm_export import lm_spec, load_causal_lm
+
+    hf_logging.disable_progress_bar()
+    folder = Path(model_dir)
+    try:
+        model = load_causal_lm(folder)
+        tokenizer = LMTokenizer.from_file(folder / "tokenizer.json")
+        start = lm_spec(model, folder / "tokenizer.json", budget, quantized=False)["start_id"]
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(f"{folder}: {exc}") from None
+    losses = []
+    for _, text in texts:
+        ids = ([start] if start is not None else []) + tokenizer.encode(text)
+        try:
+            nats = hierarchical_nats(model, ids, chunk_len=budget, step=chunk)
+        except ValueError as exc:  # more tree levels than the model has layers
+            raise click.ClickException(str(exc)) from None
+        losses.append(
+            TextLoss(tokens=max(len(ids) - 1, 0), bytes=len(text.encode()), bits=nats / math.log(2))
+        )
+    return losses
 
 
 def _line_range(text: str, value: str) -> tuple[int, int]:

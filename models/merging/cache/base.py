@@ -169,17 +169,36 @@ def attention_scores(
     group_size = q_heads // heads
     # (q_heads, w, d) -> (kv_heads, group, w, d): query head j reads kv head j // group_size
     grouped = queries.astype(np.float64).reshape(heads, group_size, w, dim)
-    logits = np.einsum("hgwd,hnd->hgwn", grouped, keys.astype(np.float64))
+    logits = grouped @ keys.astype(np.float64).transpose(0, 2, 1)[:, None]  # BLAS, not einsum
     logits *= (1.0 / math.sqrt(dim)) if scale is None else scale
     if causal:
         if w > n:
             raise ValueError(f"{w} causal queries for {n} entries")
-        visible = np.arange(n)[None, :] <= (n - w + np.arange(w))[:, None]  # (w, n)
-        logits = np.where(visible, logits, -np.inf)
+        # every query sees the first n - w entries; of the last w, query i sees 0 .. i
+        logits[..., n - w :][..., np.triu(np.ones((w, w), dtype=bool), k=1)] = -np.inf
     logits -= logits.max(axis=-1, keepdims=True)
-    probs = np.exp(logits)
+    probs = np.exp(logits, out=logits)
     probs /= probs.sum(axis=-1, keepdims=True)
     return probs.mean(axis=1) if group == "mean" else probs.sum(axis=1)
+
+
+def scatter_add(target: np.ndarray, index: tuple[np.ndarray, ...], rows: np.ndarray) -> None:
+    """``target[index] += rows`` with repeated indices summed, as ``np.add.at`` does (several
+    times faster: one sort and one ``np.add.reduceat``). ``index`` addresses the leading axes of
+    the C-contiguous ``target`` (its arrays broadcast together); ``rows`` broadcasts to the
+    index's shape followed by the remaining axes of ``target``."""
+    if not target.flags.c_contiguous:
+        raise ValueError("scatter_add writes into a C-contiguous array")
+    lead, tail = target.shape[: len(index)], target.shape[len(index) :]
+    index = tuple(np.broadcast_arrays(*index))
+    flat = np.ravel_multi_index(index, lead).reshape(-1)
+    if not len(flat):
+        return
+    rows = np.broadcast_to(rows, (*index[0].shape, *tail)).reshape(len(flat), *tail)
+    order = np.argsort(flat, kind="stable")
+    ordered = flat[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    target.reshape(-1, *tail)[ordered[starts]] += np.add.reduceat(rows[order], starts, axis=0)
 
 
 def gather(inputs: CacheInputs, index: np.ndarray) -> Compressed:

@@ -17,6 +17,7 @@ from splice.models.merging.cache.base import (
     gather,
     heavy_and_recent,
     register_cache_method,
+    scatter_add,
 )
 
 
@@ -57,7 +58,7 @@ def cam_merge(
     share = np.where(merge, 1.0 / np.maximum(count, 1), 0.0)  # (heads, n - m)
     # (heads, n - m, window, d) contributions, zero where the window ran past the end
     contribution = (share[..., None] * valid)[..., None] * values[rows, evicted][:, :, None, :]
-    np.add.at(merged, (rows[..., None], targets), contribution)
+    scatter_add(merged, (rows[..., None], targets), contribution)
     return merged
 
 

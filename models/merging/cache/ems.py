@@ -15,6 +15,7 @@ from splice.models.merging.cache.base import (
     QueryUse,
     attention_scores,
     register_cache_method,
+    scatter_add,
 )
 
 
@@ -120,16 +121,16 @@ class EMS(CacheMethod):
         weight = scores.reshape(-1)
         # sums into (heads, m + 1) classes; class 0 (the zero class) is dropped afterwards
         total = np.zeros((heads, keep + 1))
-        np.add.at(total, (rows, flat), weight)
+        scatter_add(total, (rows, flat), weight)
         count = np.zeros((heads, keep + 1))
-        np.add.at(count, (rows, flat), 1.0)
+        scatter_add(count, (rows, flat), np.ones(len(flat)))
         equal = total <= 0  # a class with no score: plain mean
         weight = np.where(equal[rows, flat], 1.0, weight)
         denominator = np.where(equal, count, total)[:, 1:, None]
         merged = []
         for tensor in (inputs.keys, inputs.values):
             sums = np.zeros((heads, keep + 1, dim))
-            np.add.at(sums, (rows, flat), weight[:, None] * tensor.reshape(-1, dim))
+            scatter_add(sums, (rows, flat), weight[:, None] * tensor.reshape(-1, dim))
             with np.errstate(invalid="ignore", divide="ignore"):
                 mean = np.where(denominator > 0, sums[:, 1:] / denominator, 0.0)
             merged.append(mean.astype(tensor.dtype))

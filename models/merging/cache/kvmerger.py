@@ -14,6 +14,7 @@ from splice.models.merging.cache.base import (
     Compressed,
     QueryUse,
     register_cache_method,
+    scatter_add,
     top_entries,
 )
 
@@ -152,10 +153,12 @@ class KVMerger(CacheMethod):
             weights = gaussian_weights(head_keys, plan, self.sigma)
             members = np.flatnonzero(plan.group >= 0)
             # (members, d) weighted rows summed into their set's output entry
-            np.add.at(keys[head], plan.group[members], weights[members, None] * head_keys[members])
-            np.add.at(
+            scatter_add(
+                keys[head], (plan.group[members],), weights[members, None] * head_keys[members]
+            )
+            scatter_add(
                 values[head],
-                plan.group[members],
+                (plan.group[members],),
                 weights[members, None] * inputs.values[head, members].astype(np.float64),
             )
             assert inputs.positions is not None

@@ -402,3 +402,40 @@ def test_snapkv_pools_as_torch_avg_pool1d_and_refuses_unknown_pooling() -> None:
         assert np.allclose(avg_pool(scores, kernel), want, atol=1e-12)
     with pytest.raises(ValueError, match="pooling"):
         get_cache_method("snapkv", pooling="mean")
+
+
+def test_scatter_add_sums_repeated_indices_as_add_at() -> None:
+    from splice.models.merging.cache.base import scatter_add
+
+    rng = np.random.default_rng(5)
+    rows = rng.integers(0, 3, size=(3, 40))  # (heads, n): broadcast with the slots below
+    slots = rng.integers(0, 7, size=(3, 40))
+    data = rng.normal(size=(3, 40, 4))
+    want, got = np.zeros((3, 7, 4)), np.zeros((3, 7, 4))
+    np.add.at(want, (rows, slots), data)
+    scatter_add(got, (rows, slots), data)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+    flat_want, flat_got = np.ones(5), np.ones(5)
+    index = np.array([4, 0, 4, 4, 2])
+    np.add.at(flat_want, index, 2.0)
+    scatter_add(flat_got, (index,), np.full(5, 2.0))
+    np.testing.assert_array_equal(flat_got, flat_want)
+    scatter_add(flat_got, (np.array([], dtype=int),), np.zeros(0))  # nothing to add
+    np.testing.assert_array_equal(flat_got, flat_want)
+    with pytest.raises(ValueError, match="contiguous"):
+        scatter_add(np.zeros((4, 4))[:, ::2], (np.array([0]),), np.ones(2))
+
+
+def test_attention_scores_are_causal_over_the_last_entries() -> None:
+    rng = np.random.default_rng(6)
+    keys, queries = rng.normal(size=(2, 9, 4)), rng.normal(size=(4, 3, 4))
+    probs = attention_scores(keys, queries)  # (2, 3, 9): queries of entries 6, 7, 8
+    assert probs.shape == (2, 3, 9)
+    np.testing.assert_allclose(probs.sum(axis=-1), 1.0)
+    assert (probs[:, 0, 7:] == 0).all() and (probs[:, 1, 8:] == 0).all()
+    assert (probs[:, 2] > 0).all() and (probs[:, 0, :7] > 0).all()
+    logits = np.einsum("hgwd,hnd->hgwn", queries.reshape(2, 2, 3, 4), keys) / 2.0
+    dense = np.exp(logits - logits.max(-1, keepdims=True))
+    visible = np.arange(9)[None] <= (6 + np.arange(3))[:, None]
+    dense = np.where(visible, dense, 0.0)
+    np.testing.assert_allclose(probs, (dense / dense.sum(-1, keepdims=True)).mean(axis=1))

@@ -30,9 +30,12 @@ from splice.models.merging.experts import (  # noqa: E402
 )
 from splice.models.merging.moe import (  # noqa: E402
     ExpertWeights,
+    expert_activation,
     expert_function,
     find_moe_blocks,
+    live_expert,
     read_experts,
+    swiglu,
     write_experts,
 )
 from splice.models.merging.reduction import REPORT  # noqa: E402
@@ -141,6 +144,26 @@ def test_a_permutation_of_neurons_keeps_the_function_and_alignment_undoes_it() -
     assert not torch.allclose(blurred[0], weights.expert(1)[0], atol=1e-3)
 
 
+def test_calibration_reads_the_experts_in_place() -> None:
+    """live_expert gives views of a float32 model's own fused expert weights (calibration holds
+    no second copy of every expert), equal to read_experts' copies and applied alike."""
+    torch.manual_seed(2)
+    fused = find_moe_blocks(transformers.MixtralForCausalLM(_mixtral(4)).eval())[0]
+    copies = read_experts(fused)
+    storage = fused.experts.gate_up_proj.untyped_storage().data_ptr()
+    for e in range(4):
+        live = live_expert(fused, e)
+        assert all(torch.equal(a, b) for a, b in zip(live, copies.expert(e), strict=True))
+        assert all(t.untyped_storage().data_ptr() != copies.gate.untyped_storage().data_ptr()
+                   for t in live)  # fmt: skip
+        assert live[0].untyped_storage().data_ptr() == storage  # a view, not a copy
+    x = torch.randn(5, live_expert(fused, 0)[0].shape[1])
+    assert torch.allclose(
+        swiglu(expert_activation(fused), live_expert(fused, 2), x),
+        expert_function(fused)(copies, 2, x),
+    )
+
+
 def test_low_rank_plus_sparse_fits() -> None:
     torch.manual_seed(2)
     low = torch.randn(20, 3) @ torch.randn(3, 16)
@@ -182,6 +205,10 @@ def test_write_experts_in_the_one_module_per_expert_layout() -> None:
     weights = read_experts(block)
     assert weights.gate.shape == (4, 6, 8) and weights.down.shape == (4, 8, 6)
     assert torch.equal(weights.up[2], holder.block.experts[2].w3.weight)
+    gate, up, down = live_expert(block, 2)  # the module's own weights, not copies
+    assert gate.data_ptr() == holder.block.experts[2].w1.weight.data_ptr()
+    assert up.data_ptr() == holder.block.experts[2].w3.weight.data_ptr()
+    assert down.data_ptr() == holder.block.experts[2].w2.weight.data_ptr()
     kept = ExpertWeights(weights.gate[[3, 1]], weights.up[[3, 1]], weights.down[[3, 1]])
     write_experts(block, kept, holder.block.gate.weight[[3, 1]].detach())
     assert len(holder.block.experts) == 2 and holder.block.num_experts == 2

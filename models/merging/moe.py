@@ -125,18 +125,45 @@ def read_experts(block: MoEBlock) -> ExpertWeights:
     )
 
 
+def live_expert(block: MoEBlock, e: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Expert ``e``'s ``gate [I, H]``, ``up [I, H]``, ``down [H, I]`` read from the model itself:
+    views of its parameters when they are float32, else float32 copies of this one expert
+    (what calibration reads, so that it never holds a second copy of every expert)."""
+    if block.fused:
+        gate_up = block.experts.gate_up_proj[e].detach()
+        half = gate_up.shape[0] // 2
+        down = block.experts.down_proj[e].detach()
+        return gate_up[:half].float(), gate_up[half:].float(), down.float()
+    linears = _projections(block.experts[e])
+    assert linears is not None
+    return tuple(linear.weight.detach().float() for linear in linears)  # type: ignore[return-value]
+
+
+def expert_activation(block: MoEBlock) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The block's expert activation (SiLU unless the experts name another)."""
+    if block.fused:
+        return getattr(block.experts, "act_fn", None) or nn.functional.silu
+    first = block.experts[0]
+    return getattr(first, "act_fn", None) or getattr(first, "act", None) or nn.functional.silu
+
+
+def swiglu(
+    act: Callable[[torch.Tensor], torch.Tensor],
+    expert: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    x: torch.Tensor,
+) -> torch.Tensor:
+    """One expert ``(gate, up, down)`` applied to ``x [T, H]``: ``down(act(gate x) * up x)``."""
+    gate, up, down = expert
+    return (act(x @ gate.T) * (x @ up.T)) @ down.T
+
+
 def expert_function(block: MoEBlock) -> Callable[[ExpertWeights, int, torch.Tensor], torch.Tensor]:
     """``f(weights, e, x)``: expert ``e`` of ``weights`` applied to ``x [T, H]`` with the block's
-    activation (SwiGLU: ``down(act(gate x) * up x)``)."""
-    if block.fused:
-        act = getattr(block.experts, "act_fn", None) or nn.functional.silu
-    else:
-        first = block.experts[0]
-        act = getattr(first, "act_fn", None) or getattr(first, "act", None) or nn.functional.silu
+    activation (:func:`swiglu`)."""
+    act = expert_activation(block)
 
     def apply(weights: ExpertWeights, e: int, x: torch.Tensor) -> torch.Tensor:
-        gate, up, down = weights.expert(e)
-        return (act(x @ gate.T) * (x @ up.T)) @ down.T
+        return swiglu(act, weights.expert(e), x)
 
     return apply
 

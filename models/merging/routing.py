@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 from splice.models.merging.calibration import run_chunks
-from splice.models.merging.moe import MoEBlock, expert_function, read_experts
+from splice.models.merging.moe import MoEBlock, expert_activation, live_expert, swiglu
 
 
 @dataclass
@@ -45,10 +45,9 @@ class _Collector:
 
     def __init__(self, model: torch.nn.Module, block: MoEBlock, max_logits: int, seed: int):
         self.block = block
-        self.weights = read_experts(block)
-        self.apply = expert_function(block)
+        self.act = expert_activation(block)
         self.k, self.normalize = _top_k(model, block)
-        e, h = block.count, self.weights.down.shape[1]
+        e, h = block.count, live_expert(block, 0)[2].shape[0]
         self.counts = torch.zeros(e, dtype=torch.float64)
         self.salience = torch.zeros(e, dtype=torch.float64)
         self.outputs = torch.zeros(e, h, dtype=torch.float64)
@@ -68,7 +67,7 @@ class _Collector:
             top = top / top.sum(-1, keepdim=True)
         self.counts += torch.bincount(chosen.reshape(-1), minlength=self.block.count).double().cpu()
         for e in range(self.block.count):
-            out = self.apply(self.weights, e, x)  # (T, H)
+            out = swiglu(self.act, live_expert(self.block, e), x)  # (T, H)
             self.outputs[e] += out.sum(0).double().cpu()
             rows, slots = (chosen == e).nonzero(as_tuple=True)
             if len(rows):

@@ -26,7 +26,9 @@ Identity keys (:func:`member_key`), by name:
   function declarator's parameters and qualifiers);
 - ``entry``: the name(s) of ``member`` without the kind, None for an entry without a key (a PHP
   array's or a Lua table's positional element): only keyed entries are members;
-- ``field:X``: the text of the member's field ``X``, quotes dropped (C's ``#include`` path).
+- ``field:X``: the text of the member's field ``X``, quotes dropped (C's ``#include`` path);
+- ``xml``: an XML element's name and its MSBuild identity attributes (``Include``, ``Update``,
+  ``Remove``, ``Condition``).
 
 A key function may answer None: that child is not a member (e.g. a Python class-body statement
 that is not an assignment), and a region holding it is not merged.
@@ -47,7 +49,7 @@ if TYPE_CHECKING:
 
 #: Node types that are comments in the supported grammars.
 COMMENTS = frozenset(
-    {"comment", "line_comment", "block_comment", "multiline_comment", "js_comment"}
+    {"comment", "line_comment", "block_comment", "multiline_comment", "js_comment", "Comment"}
 )
 #: Anonymous tokens that end a member and belong to it (``a: 1,`` / ``int x;``).
 TAILS = frozenset({",", ";"})
@@ -73,6 +75,9 @@ class Commutative:
     separator: str = ""
     #: Sibling node types that belong to the member after them (TypeScript decorators).
     attached: tuple[str, ...] = ()
+    #: The declaration owning the parent must have one of these names (empty: any): an XML
+    #: element's children are a set only in MSBuild's ``ItemGroup`` and ``PropertyGroup``.
+    owned_by: tuple[str, ...] = ()
 
 
 def _entries(*entries: Commutative) -> tuple[Commutative, ...]:
@@ -514,6 +519,29 @@ _CSS = _entries(
     Commutative("block", ("rule_set",), "entry", "the rules", within=("media_statement",)),
 )
 
+#: MSBuild project files (.csproj, .props, .targets): items (``<PackageReference Include="A"
+#: />``) are a set keyed by their kind and ``Include`` / ``Update`` / ``Remove``; properties by
+#: their name; both by their ``Condition`` too. Other XML keeps its order (no entry).
+_XML = _entries(
+    Commutative(
+        "content",
+        ("element",),
+        "xml",
+        "the items of <{name}>",
+        within=("element",),
+        sorted=True,
+        owned_by=("ItemGroup",),
+    ),
+    Commutative(
+        "content",
+        ("element",),
+        "xml",
+        "the properties of <{name}>",
+        within=("element",),
+        owned_by=("PropertyGroup",),
+    ),
+)
+
 #: Language -> its commutative parents.
 TABLE: dict[str, tuple[Commutative, ...]] = {
     "python": _PYTHON,
@@ -536,6 +564,7 @@ TABLE: dict[str, tuple[Commutative, ...]] = {
     "yaml": _YAML,
     "toml": _TOML,
     "css": _CSS,
+    "xml": _XML,
 }
 
 
@@ -547,6 +576,8 @@ def entries_for(lang: str | None, parent: Node) -> list[Commutative]:
         if entry.parent != parent.type:
             continue
         if entry.within and (parent.parent is None or parent.parent.type not in entry.within):
+            continue
+        if entry.owned_by and owner_name(parent) not in entry.owned_by:
             continue
         out.append(entry)
     return out
@@ -811,6 +842,35 @@ def _entry_key(node: Node) -> str | None:
     return ",".join(names) if names else None
 
 
+#: The attributes that tell MSBuild items (and conditional properties) apart.
+XML_IDENTITY = ("Include", "Update", "Remove", "Condition")
+
+
+def _xml_tag(node: Node) -> Node | None:
+    """An XML element's start tag (``STag`` or ``EmptyElemTag``)."""
+    return next((c for c in node.children if c.type in ("STag", "EmptyElemTag")), None)
+
+
+def xml_name(node: Node) -> str:
+    """An XML element's tag name ("" for another node)."""
+    tag = _xml_tag(node) if node.type == "element" else None
+    name = None if tag is None else next((c for c in tag.children if c.type == "Name"), None)
+    return _text(name)
+
+
+def _xml_key(node: Node) -> str | None:
+    """An element's name and its identity attributes (:data:`XML_IDENTITY`)."""
+    name, tag = xml_name(node), _xml_tag(node)
+    if not name or tag is None:
+        return None
+    found = {}
+    for attribute in (c for c in tag.children if c.type == "Attribute"):
+        parts = {c.type: _text(c) for c in attribute.children}
+        if parts.get("Name") in XML_IDENTITY:
+            found[parts["Name"]] = _unquote(parts.get("AttValue", ""))
+    return " ".join([name, *(f"{k}={found[k]}" for k in XML_IDENTITY if k in found)])
+
+
 KEYS: dict[str, Callable[[Node], str | None]] = {
     "text": lambda node: text_key(_text(node)),
     "name": _name_key,
@@ -820,6 +880,7 @@ KEYS: dict[str, Callable[[Node], str | None]] = {
     "member": _member_key,
     "overload": _overload_key,
     "entry": _entry_key,
+    "xml": _xml_key,
 }
 
 
@@ -851,6 +912,8 @@ def sort_key(entry: Commutative, node: Node) -> str:
     ):
         words = " ".join(_text(node).split()).rstrip(";").split(" ")
         return " ".join(words[1:])
+    if entry.key == "xml":  # Visual Studio sorts project items ignoring case
+        return (member_key(entry, node) or "").lower()
     return member_key(entry, node) or ""
 
 
@@ -990,6 +1053,7 @@ _OWNER_NAMES: dict[str, Callable[[Node], str]] = {
     "block_mapping_pair": _key_name,
     "flow_pair": _key_name,
     "rule_set": _first_child_name,
+    "element": xml_name,
 }
 
 

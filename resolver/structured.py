@@ -345,6 +345,11 @@ def _set_parents(lang: str, sides: list[_Side], want: tuple[str, str]) -> None:
 # --------------------------------------------------------------------------- members
 
 
+def _blank(side: _Side, node: Node) -> bool:
+    """Whitespace as a node of its own (XML's CharData): passed over like the text between."""
+    return not side.rev.data[node.start_byte : node.end_byte].strip()
+
+
 def _collect(entry: Commutative, side: _Side, index: int) -> None:
     """The parent's members (spans with their comments and tails) and the children no member
     claims."""
@@ -363,13 +368,12 @@ def _collect(entry: Commutative, side: _Side, index: int) -> None:
         claimed[i] = True
         start = kid.start_byte
         j = i - 1
-        while (
-            j >= 0
-            and not claimed[j]
-            and (kids[j].type in COMMENTS or kids[j].type in entry.attached)
-        ):
-            start = kids[j].start_byte
-            claimed[j] = True
+        while j >= 0 and not claimed[j]:
+            if kids[j].type in COMMENTS or kids[j].type in entry.attached:
+                start = kids[j].start_byte
+                claimed[j] = True
+            elif not (kids[j].is_named and _blank(side, kids[j])):
+                break
             j -= 1
         # a YAML block node ends after its last line's newline: the member ends before it
         body_end = kid.start_byte + len(side.rev.data[kid.start_byte : kid.end_byte].rstrip())
@@ -435,6 +439,8 @@ def _check_region(side: _Side) -> None:
         raise _Abstain("the region leaves the parent")
     for kid in side.unclaimed:
         if kid.start_byte < e and kid.end_byte > s:
+            if _blank(side, kid):
+                continue
             if kid.type not in COMMENTS:
                 raise _Abstain(f"the region holds a {kid.type!r} that is not a member")
             if kid.start_byte < s or kid.end_byte > e:

@@ -1,7 +1,8 @@
 """The structured merge on the grammars added after the first six (rust, c, cpp, kotlin, scala,
-swift, ruby, php, lua, json, yaml, toml, css): each table entry merges both sides' additions at
-one place and abstains when both changed one member differently, on real tree-sitter parses of
-hand-made files; and the stage on the mined real conflicts of tests/data/conflicts/mined.jsonl."""
+swift, ruby, php, lua, json, yaml, toml, css, MSBuild xml): each table entry merges both sides'
+additions at one place and abstains when both changed one member differently, on real
+tree-sitter parses of hand-made files; and the stage on the mined real conflicts of
+tests/data/conflicts/mined.jsonl."""
 
 from __future__ import annotations
 
@@ -312,6 +313,22 @@ KEPT = {
         "  .c { left: 0; }\n",
         None,
     ),
+    "xml-items": (
+        "xml",
+        '<Project>\n  <ItemGroup>\n    <PackageReference Include="A" Version="1" />\n@@'
+        '    <PackageReference Include="Z" Version="1" />\n  </ItemGroup>\n</Project>\n',
+        '    <PackageReference Include="M" Version="2" />\n',
+        '    <PackageReference Include="C">\n      <Version>3</Version>\n    </PackageReference>\n',
+        '    <PackageReference Include="C">\n      <Version>3</Version>\n'
+        '    </PackageReference>\n    <PackageReference Include="M" Version="2" />\n',
+    ),
+    "xml-properties": (
+        "xml",
+        "<Project>\n  <PropertyGroup>\n    <A>1</A>\n@@  </PropertyGroup>\n</Project>\n",
+        "    <Nullable>enable</Nullable>\n",
+        "    <!-- why -->\n    <LangVersion>12</LangVersion>\n",
+        None,
+    ),
 }
 
 
@@ -609,6 +626,20 @@ CLASH = {
         "  .b { top: 1px; }\n",
         "  .b { top: 2px; }\n",
     ),
+    "xml-items": (
+        "xml",
+        '<Project>\n  <ItemGroup>\n    <None Include="x" />\n@@  </ItemGroup>\n</Project>\n',
+        '    <PackageReference Include="B" Version="1" />\n',
+        '    <PackageReference Include="B" Version="2" />\n',
+        '    <PackageReference Include="B" Version="3" />\n',
+    ),
+    "xml-properties": (
+        "xml",
+        "<Project>\n  <PropertyGroup>\n    <A>1</A>\n@@  </PropertyGroup>\n</Project>\n",
+        "    <Version>1.0</Version>\n",
+        "    <Version>1.1</Version>\n",
+        "    <Version>2.0</Version>\n",
+    ),
 }
 
 
@@ -700,6 +731,24 @@ def test_ordered_children_are_not_members() -> None:
     assert merge("cpp", base, ours, theirs)[0] is None
 
 
+def test_xml_is_a_set_only_in_msbuild_groups() -> None:
+    """Elements elsewhere keep their order; items with another Include or Condition are other
+    members; the label names the group."""
+    base = "<root>\n  <a />\n</root>\n"
+    ours, theirs = (
+        base.replace("<a />\n", "<a />\n  <b />\n"),
+        base.replace("<a />\n", "<a />\n  <c />\n"),
+    )
+    assert merge("xml", base, ours, theirs)[0] is None
+    head = '<Project>\n  <ItemGroup Condition="x">\n    <Compile Include="a.cs" />\n'
+    tail = "  </ItemGroup>\n</Project>\n"
+    ours = head + '    <Compile Include="b.cs" />\n' + tail
+    theirs = head + '    <Compile Remove="b.cs" />\n' + tail  # another key: Remove, not Include
+    answer, text = merge("xml", head + tail, ours, theirs)
+    assert answer is not None and answer.parent == "the items of <ItemGroup>"
+    assert text == head + '    <Compile Include="b.cs" />\n    <Compile Remove="b.cs" />\n' + tail
+
+
 def test_kotlin_enum_ending_with_a_semicolon_abstains_cleanly() -> None:
     """Both sides append entries after ``C;``: the renderer would write ``D,;``, which the
     syntax check refuses (a known limit, no broken answer)."""
@@ -739,6 +788,7 @@ def test_mined_conflicts() -> None:
 
     with MINED.open(encoding="utf-8") as f:
         records = [json.loads(line) for line in f]
+    xml = 0
     for record in records:
         for report, truth in located_hunks(record):
             answer = structured_merge(report.hunk)
@@ -746,7 +796,10 @@ def test_mined_conflicts() -> None:
                 continue
             assert record["lang"] != "toml"
             answered += 1
-            right += text_key("".join(answer.lines)) == text_key("".join(truth))
+            ok = text_key("".join(answer.lines)) == text_key("".join(truth))
+            right += ok
+            xml += ok and record["lang"] == "xml"
     assert answered >= 5
     assert right >= 4
+    assert xml >= 1  # a .csproj's items merged as a set, sorted as Visual Studio sorts them
     assert time.monotonic() - start < 30
